@@ -1,0 +1,1 @@
+"""ddtse: target speech extraction."""

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment in .venv and print its python path on stdout.
+#   * keeps a torch the user already has (a CUDA build, say): the venv then sees system packages;
+#   * otherwise installs torch==${DDTSE_TORCH_VERSION:-2.13.0}, taking the CPU build when the
+#     default wheel would pull CUDA packages onto a machine without an NVIDIA GPU;
+#   * idempotent: a stamp of requirements.txt makes a second run take well under a second.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${DDTSE_VENV:-$root/.venv}"
+py_host="${PYTHON:-python3}"
+torch_version="${DDTSE_TORCH_VERSION:-2.13.0}"
+stamp="$venv/.ddtse-requirements.sha256"
+want="$(cat "$root/requirements.txt" "$root/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
+
+log() { echo "[setup_env] $*" >&2; }
+
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "$venv/bin/python"; exit 0
+fi
+
+"$py_host" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+  || { log "Python 3.10 or newer is required (found $("$py_host" --version 2>&1))."; exit 1; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  if "$py_host" -c 'import torch' 2>/dev/null; then
+    log "reusing the torch installed for $py_host ($("$py_host" -c 'import torch; print(torch.__version__)'))"
+    "$py_host" -m venv --system-site-packages "$venv"
+  else
+    "$py_host" -m venv "$venv"
+  fi
+fi
+pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+
+if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 || [ "$(uname -s)" != "Linux" ]; then
+    log "installing torch==$torch_version"
+    "${pip[@]}" "torch==$torch_version"
+  elif "$venv/bin/python" -m pip install --dry-run --disable-pip-version-check "torch==$torch_version" 2>/dev/null \
+      | grep -q "nvidia"; then
+    log "no NVIDIA GPU: installing the CPU build of torch==$torch_version"
+    "${pip[@]}" "torch==$torch_version" --index-url "https://download.pytorch.org/whl/cpu"
+  else
+    log "installing torch==$torch_version (CPU build)"
+    "${pip[@]}" "torch==$torch_version"
+  fi
+fi
+
+log "installing requirements (first run only; about a minute)"
+"${pip[@]}" -r "$root/requirements.txt"
+"${pip[@]}" --no-deps -e "$root"
+echo "$want" > "$stamp"
+echo "$venv/bin/python"
