@@ -1,0 +1,67 @@
+"""calc_metrics.py: PESQ / ESTOI / SI-SDR(i) of extracted audio against references."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ddtse.cli import run_cli
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Score extracted speech: per-utterance CSV, summary JSON/Markdown, table on stdout.",
+        epilog="Folder mode: --gt_dir REF --enhanced_dir EST [--mix_dir MIX]. Libri2Mix mode: "
+               "--librimix_split ROOT/wav16k/min/test --enhanced_dir EST (files s1/<mixture_ID>.wav).",
+    )
+    p.add_argument("--gt_dir", help="reference (clean target) folder; files matched by relative path or name")
+    p.add_argument("--enhanced_dir", required=True, help="folder of extracted audio")
+    p.add_argument("--mix_dir", help="mixture folder, for SI-SDRi")
+    p.add_argument("--librimix_split", help="a Libri2Mix split folder (e.g. Libri2Mix/wav16k/min/test)")
+    p.add_argument("--mixture_type", default="mix_both", help="Libri2Mix mixture folder (mix_both, mix_clean)")
+    p.add_argument("--out_dir", help="where per_utt.csv, summary.json, summary.md go (default: <enhanced_dir>_scores)")
+    p.add_argument("--groups", help="file of 'utterance category' lines (e.g. FF/MM/FM) for per-group means")
+    p.add_argument("--metrics", default="si_sdr,si_sdri,pesq,estoi", help="comma-separated subset")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--allow_missing", action="store_true", help="exit 0 even if some estimates are missing")
+    p.add_argument("--overwrite", action="store_true", help="replace existing score files")
+    p.add_argument("--title", default=None, help="heading of the Markdown table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from ddtse.errors import DdtseError
+    from ddtse.metrics import METRIC_NAMES
+    from ddtse.scoring import apply_groups, format_markdown, pair_folders, pair_librimix, read_groups, score_items
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in METRIC_NAMES]
+    if unknown:
+        raise DdtseError(f"unknown metric(s) {', '.join(unknown)} (choose from {', '.join(METRIC_NAMES)})")
+    if args.librimix_split:
+        items, missing = pair_librimix(args.librimix_split, args.enhanced_dir, args.mixture_type)
+    elif args.gt_dir:
+        items, missing = pair_folders(args.gt_dir, args.enhanced_dir, args.mix_dir)
+    else:
+        raise DdtseError("give --gt_dir (folder mode) or --librimix_split (Libri2Mix mode)")
+    if args.groups:
+        apply_groups(items, read_groups(args.groups))
+    enhanced = Path(args.enhanced_dir)
+    out_dir = Path(args.out_dir) if args.out_dir else enhanced.with_name(enhanced.name.rstrip("/") + "_scores")
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
+        print(f"warning: {len(missing)} estimate(s) missing: {shown}", file=sys.stderr)
+        if not args.allow_missing:
+            raise DdtseError(f"{len(missing)} estimate(s) missing under {enhanced}; "
+                             "pass --allow_missing to score the rest")
+    report = score_items(items, out_dir, jobs=args.jobs, metrics=metrics, missing=missing,
+                         overwrite=args.overwrite, progress=not args.quiet, title=args.title)
+    print(format_markdown(report.summary, [m for m in metrics if m in report.summary], args.title))
+    print(f"wrote {out_dir / 'per_utt.csv'}, summary.json, summary.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,163 @@
+"""Extraction lists in the WSJ0-2mix-extr format, read as a dataset, and generated from any pool.
+
+One line per item: ``target SNR interferer -SNR enrollment`` with paths relative to a root
+(e.g. ``wsj0/si_tr_s/40n/40na010x.wav 1.9857 wsj0/si_tr_s/01x/01xo031a.wav -1.9857 wsj0/.../40nc020o.wav``).
+As in the WSJ0-2mix scripts, each source is normalised (here to unit RMS instead of the P.56
+active level) and scaled by 10**(SNR/20), so the target-to-interferer ratio is SNR1 - SNR2 dB
+(twice the listed SNR); ``mode: min`` truncates to the shorter source, ``max`` zero-pads; the
+mixture is then scaled to a 0.9 peak. Item id: ``<target>_<SNR1>_<interferer>_<SNR2>`` (stems).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ddtse.data.base import PEAK_GUARD, ExtractionDataset, fit_length, item_rng, random_window, read_segment
+from ddtse.data.mixing import UtterancePool, build_pool
+from ddtse.errors import DdtseError
+from ddtse.registry import DATASETS
+
+
+@dataclass(frozen=True)
+class ExtrEntry:
+    """One list line with absolute paths."""
+
+    target: str
+    target_snr: float
+    interferer: str
+    interferer_snr: float
+    enrollment: str
+
+    @property
+    def item_id(self) -> str:
+        return (f"{Path(self.target).stem}_{self.target_snr:g}_"
+                f"{Path(self.interferer).stem}_{self.interferer_snr:g}")
+
+
+def read_extr_list(list_path: str | Path, root: str | Path | None = None) -> list[ExtrEntry]:
+    """Parse a list; relative paths are joined to ``root`` (default: the list's folder)."""
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise DdtseError(f"extraction list not found: {list_path}")
+    root = Path(root) if root is not None else list_path.parent
+    entries = []
+    for lineno, line in enumerate(list_path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{list_path}:{lineno}"
+        if len(parts) != 5:
+            raise DdtseError(f"{where}: expected 'target SNR interferer -SNR enrollment', got {len(parts)} fields")
+        try:
+            snr1, snr2 = float(parts[1]), float(parts[3])
+        except ValueError as exc:
+            raise DdtseError(f"{where}: SNR fields must be numbers, got {parts[1]!r} and {parts[3]!r}") from exc
+        paths = [p if os.path.isabs(p) else str(root / p) for p in (parts[0], parts[2], parts[4])]
+        entries.append(ExtrEntry(paths[0], snr1, paths[1], snr2, paths[2]))
+    if not entries:
+        raise DdtseError(f"extraction list is empty: {list_path}")
+    return entries
+
+
+def mix_at_snrs(target: np.ndarray, target_snr: float, interferer: np.ndarray, interferer_snr: float,
+                mode: str = "min") -> tuple[np.ndarray, np.ndarray]:
+    """WSJ0-2mix style: unit-RMS sources scaled by 10**(SNR/20), min/max length, 0.9 peak.
+    Returns (mixture, target) of equal length."""
+    def unit(x):
+        return x / (np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-12)
+
+    t = unit(target) * 10 ** (target_snr / 20)
+    i = unit(interferer) * 10 ** (interferer_snr / 20)
+    length = min(len(t), len(i)) if mode == "min" else max(len(t), len(i))
+    t, i = fit_length(t, length), fit_length(i, length)
+    mixture = t + i
+    gain = PEAK_GUARD / (np.max(np.abs(mixture)) + 1e-12)
+    return (mixture * gain).astype(np.float32), (t * gain).astype(np.float32)
+
+
+@DATASETS.register("extr_list")
+class ExtrListDataset(ExtractionDataset):
+    """Items of a WSJ0-2mix-extr list mixed on the fly.
+
+    Options: ``list`` (path), ``root`` (default: the list's folder), ``mode`` (min|max), plus the
+    common ``segment_seconds``, ``enrollment_seconds``, ``min_enrollment_seconds``, ``resample``,
+    ``embedding_map``. Training items carry ``speaker_index`` (speaker = the target's folder name,
+    as in WSJ0 ``si_tr_s/<spk>/``).
+    """
+
+    def __init__(self, *, sample_rate: int, seed: int = 0, train: bool = False, list: str | None = None,
+                 root: str | None = None, mode: str = "min", **common):
+        super().__init__(sample_rate=sample_rate, seed=seed, train=train, **common)
+        if list is None:
+            raise DdtseError("extr_list needs 'list' (path to a target/SNR/interferer/-SNR/enrollment list)")
+        if mode not in ("min", "max"):
+            raise DdtseError(f"extr_list mode must be min or max, got '{mode}'")
+        self.entries = read_extr_list(list, root)
+        self.mode = mode
+        self.speakers = sorted({Path(e.target).parent.name for e in self.entries})
+        self.speaker_index = {s: i for i, s in enumerate(self.speakers)}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _read(self, path: str) -> np.ndarray:
+        return read_segment(path, sample_rate=self.sample_rate, allow_resample=self.allow_resample)
+
+    def make_item(self, index: int, epoch: int) -> dict:
+        entry = self.entries[index]
+        rng = item_rng(self.seed, index, epoch) if self.train else None
+        mixture, target = mix_at_snrs(self._read(entry.target), entry.target_snr,
+                                      self._read(entry.interferer), entry.interferer_snr, self.mode)
+        if self.segment:
+            start, frames = random_window(len(mixture), self.segment, rng)
+            mixture = fit_length(mixture[start:start + frames], self.segment)
+            target = fit_length(target[start:start + frames], self.segment)
+        enrollment = self._read(entry.enrollment)
+        self.check_enrollment(enrollment, entry.enrollment, entry.item_id)
+        item = {"id": entry.item_id, "mixture": mixture, "target": target,
+                "enrollment": self.crop_enrollment(enrollment, rng)}
+        if self.train:
+            item["speaker_index"] = self.speaker_index[Path(entry.target).parent.name]
+        return item
+
+
+def make_extr_lines(pool: UtterancePool | dict | str, num_items: int, root: str | Path, seed: int = 0,
+                    snr_max: float = 2.5) -> list[str]:
+    """``num_items`` list lines from a speaker-labelled pool: random target, interferer of another
+    speaker, SNR ~ U(0, snr_max) (written as +SNR / -SNR), enrollment = another utterance of the
+    target speaker; paths relative to ``root``. Deterministic for a seed."""
+    pool = build_pool(pool)
+    root = Path(root).resolve()
+    rng = np.random.default_rng(seed)
+    eligible = [s for s in pool.speakers if len(pool.by_speaker[s]) >= 2]
+    if not eligible or len(pool.speakers) < 2:
+        raise DdtseError(f"{pool.source}: need at least 2 speakers and one with 2 utterances")
+
+    def rel(i: int) -> str:
+        path = Path(pool.utterances[i].path).resolve()
+        try:
+            return str(path.relative_to(root))
+        except ValueError as exc:
+            raise DdtseError(f"{path} is not below the list root {root}") from exc
+
+    lines = []
+    for _ in range(int(num_items)):
+        speaker = eligible[int(rng.integers(len(eligible)))]
+        target, enrollment = rng.choice(pool.by_speaker[speaker], size=2, replace=False)
+        others = [s for s in pool.speakers if s != speaker]
+        other = pool.by_speaker[others[int(rng.integers(len(others)))]]
+        interferer = other[int(rng.integers(len(other)))]
+        snr = float(rng.uniform(0.0, snr_max))
+        lines.append(f"{rel(target)} {snr:.4f} {rel(interferer)} {-snr:.4f} {rel(enrollment)}")
+    return lines
+
+
+def write_extr_list(path: str | Path, lines: list[str]) -> Path:
+    """Write list lines (one item per line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

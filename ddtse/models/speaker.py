@@ -1,0 +1,180 @@
+"""Speaker clues: an enrollment encoder trained jointly with the extractor, and a passthrough
+for pre-computed embeddings. Independent of the extractor backbones, so any model can use them.
+
+Every speaker module has ``output_dim`` and ``uses_enrollment`` attributes.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ddtse.registry import MODELS
+
+__all__ = ["SpectralSpeakerEncoder", "PrecomputedEmbedding", "mel_filterbank", "masked_mean_std"]
+
+
+def _hz_to_mel(hz):
+    return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 20.0, f_max: float | None = None) -> torch.Tensor:
+    """(n_mels, n_fft//2+1) triangular HTK-mel filters, peak 1, on the one-sided STFT bins."""
+    f_max = f_max or sample_rate / 2
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"mel band [{f_min}, {f_max}] Hz does not fit a {sample_rate} Hz signal")
+    mel_points = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
+    hz_points = 700.0 * (10.0 ** (mel_points / 2595.0) - 1.0)
+    bins_hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    lower, centre, upper = hz_points[:-2, None], hz_points[1:-1, None], hz_points[2:, None]
+    rising = (bins_hz[None] - lower) / (centre - lower)
+    falling = (upper - bins_hz[None]) / (upper - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+
+
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of x (B, C, N) over the frames where mask (B, N) is true -> two (B, C)."""
+    m = mask[:, None, :].to(x.dtype)
+    count = m.sum(-1).clamp(min=1.0)
+    mean = (x * m).sum(-1) / count
+    var = (((x - mean[..., None]) * m) ** 2).sum(-1) / count
+    return mean, torch.sqrt(var + eps)
+
+
+class _ConvLayer(nn.Module):
+    """Dilated 1-D conv -> ReLU -> per-frame LayerNorm over channels (no statistics across time,
+    so padded frames cannot leak into valid ones)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2))
+        self.norm = nn.LayerNorm(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(F.relu(self.conv(x)).transpose(1, 2)).transpose(1, 2)
+
+
+@MODELS.register("spectral_speaker_encoder")
+class SpectralSpeakerEncoder(nn.Module):
+    """Enrollment waveform -> speaker embedding, trained jointly with the extractor.
+
+    Log-mel (or log-magnitude) STFT with per-utterance mean normalisation, a TDNN-like stack of
+    dilated 1-D convs (channels, layers), masked mean(+std) pooling over valid frames only,
+    and a Linear projection to ``emb_dim``. Padding beyond ``lengths`` does not change the
+    result.
+
+    ``forward(enrollment (B, Te), lengths (B,) | None) -> (B, emb_dim)``.
+    """
+
+    uses_enrollment = True
+
+    def __init__(
+        self,
+        emb_dim: int = 256,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int | None = 400,
+        hop_length: int = 160,
+        feature: str = "logmel",
+        n_mels: int = 80,
+        channels: int = 256,
+        layers: int = 4,
+        kernel_size: int = 3,
+        pooling: str = "mean_std",
+        normalize: bool = False,
+    ):
+        super().__init__()
+        if feature not in ("logmel", "logmag"):
+            raise ValueError(f"feature must be 'logmel' or 'logmag', got {feature!r}")
+        if pooling not in ("mean", "mean_std"):
+            raise ValueError(f"pooling must be 'mean' or 'mean_std', got {pooling!r}")
+        if not isinstance(normalize, bool):
+            raise TypeError(f"option 'normalize' must be a bool, got {normalize!r}")
+        for name, value in (("emb_dim", emb_dim), ("n_fft", n_fft), ("hop_length", hop_length),
+                            ("channels", channels), ("layers", layers), ("kernel_size", kernel_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"option '{name}' must be a positive int, got {value!r}")
+        self.output_dim = emb_dim
+        self.sample_rate, self.n_fft, self.hop_length = sample_rate, n_fft, hop_length
+        self.win_length = win_length or n_fft
+        if self.win_length > n_fft:
+            raise ValueError(f"win_length {self.win_length} exceeds n_fft {n_fft}")
+        self.feature, self.pooling, self.normalize = feature, pooling, normalize
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+        if feature == "logmel":
+            self.register_buffer("mel", mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
+            in_dim = n_mels
+        else:
+            self.mel = None
+            in_dim = n_fft // 2 + 1
+        dilations = [1] + [2 ** min(i, 2) for i in range(1, layers)]  # 1, 2, 4, 4, ...
+        self.layers = nn.ModuleList(
+            _ConvLayer(in_dim if i == 0 else channels, channels, kernel_size, d) for i, d in enumerate(dilations)
+        )
+        self.proj = nn.Linear(channels * (2 if pooling == "mean_std" else 1), emb_dim)
+
+    def valid_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Samples (B,) -> number of STFT frames (B,) lying wholly inside the valid samples (>= 1)."""
+        return torch.clamp((lengths - self.n_fft) // self.hop_length + 1, min=1)
+
+    def features(self, enrollment: torch.Tensor) -> torch.Tensor:
+        """(B, Te) -> log spectral features (B, n_feat, N), uncentred frames (no reflect padding,
+        so a frame depends only on its own samples)."""
+        wav = enrollment.float()
+        if wav.shape[-1] < self.n_fft:
+            wav = F.pad(wav, (0, self.n_fft - wav.shape[-1]))
+        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window,
+                          center=False, return_complex=True)
+        power = spec.real**2 + spec.imag**2
+        if self.mel is not None:
+            power = torch.matmul(self.mel, power)
+        return torch.log(power + 1e-6)
+
+    def forward(self, enrollment: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Te) waveform, (B,) valid samples -> (B, emb_dim)."""
+        if enrollment.dim() != 2:
+            raise ValueError(f"enrollment must be (B, Te), got {tuple(enrollment.shape)}")
+        if lengths is None:
+            lengths = torch.full((enrollment.shape[0],), enrollment.shape[-1], device=enrollment.device)
+        feats = self.features(enrollment)
+        frames = self.valid_frames(lengths.to(feats.device))
+        mask = torch.arange(feats.shape[-1], device=feats.device)[None, :] < frames[:, None]
+        mean, _ = masked_mean_std(feats, mask)
+        h = (feats - mean[..., None]) * mask[:, None, :]  # cepstral mean normalisation
+        for layer in self.layers:
+            h = layer(h) * mask[:, None, :]  # zero padded frames: the next conv sees zero padding
+        mean, std = masked_mean_std(h, mask)
+        pooled = torch.cat([mean, std], dim=-1) if self.pooling == "mean_std" else mean
+        emb = self.proj(pooled)
+        return F.normalize(emb, dim=-1) if self.normalize else emb
+
+
+@MODELS.register("precomputed")
+class PrecomputedEmbedding(nn.Module):
+    """Pre-computed speaker embeddings (e.g. read from files), optionally projected.
+
+    ``dim``: the external embedding size; ``emb_dim``: output size (None = ``dim``: identity,
+    no parameters; otherwise a Linear(dim -> emb_dim)). ``forward(embedding (B, dim) or
+    (B, 1, dim)) -> (B, emb_dim)``.
+    """
+
+    uses_enrollment = False
+
+    def __init__(self, dim: int = 256, emb_dim: int | None = None, project: bool = False):
+        super().__init__()
+        if not isinstance(project, bool):
+            raise TypeError(f"option 'project' must be a bool, got {project!r}")
+        self.input_dim = dim
+        self.output_dim = emb_dim or dim
+        self.proj = nn.Linear(dim, self.output_dim) if (project or self.output_dim != dim) else None
+
+    def forward(self, embedding: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, dim) or (B, 1, dim) -> (B, emb_dim); ``lengths`` is ignored (interface parity)."""
+        if embedding.dim() == 3 and embedding.shape[1] == 1:
+            embedding = embedding[:, 0]
+        if embedding.dim() != 2 or embedding.shape[-1] != self.input_dim:
+            raise ValueError(f"embedding must be (B, {self.input_dim}), got {tuple(embedding.shape)}")
+        embedding = embedding.float()
+        return self.proj(embedding) if self.proj is not None else embedding

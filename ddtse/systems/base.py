@@ -1,0 +1,166 @@
+"""ExtractionSystem: the one LightningModule base for every extractor (EMA, optimiser, validation)."""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from ddtse.config import get
+from ddtse.errors import DdtseError
+from ddtse.metrics import estoi_score, masked_si_sdr, pesq_score
+from ddtse.registry import MODELS
+
+CHECKPOINT_KEY = "ddtse_system"
+
+
+class ExtractionSystem(L.LightningModule):
+    """Generic training/inference shell; subclasses define the loss and the extraction.
+
+    Subclasses implement ``training_loss(batch) -> (loss, logs)`` and
+    ``extract_batch(batch, use_ema=True, **opts) -> (estimate (B, T), info)``; optionally
+    ``validation_loss(batch)``. The resolved config travels inside every checkpoint.
+    """
+
+    needs_enrollment: bool = True
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        self.save_hyperparameters({"config": config})
+        self.sample_rate = int(get(config, "data.sample_rate", 16000))
+        self.model = self.build_model()
+        decay = float(get(config, "system.ema_decay", 0.999))
+        if not 0.0 <= decay < 1.0:
+            raise DdtseError(f"system.ema_decay must be in [0, 1), got {decay}")
+        self.ema_decay = decay
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False) if decay > 0 else None
+
+    # -- construction ----------------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        return MODELS.build(self.config["model"])
+
+    def inference_model(self, use_ema: bool = True) -> torch.nn.Module:
+        """The EMA copy of the network when there is one (and ``use_ema``), else the trained one."""
+        return self.ema_model if (use_ema and self.ema_model is not None) else self.model
+
+    def load_init_weights(self, path: str) -> None:
+        """Start from another checkpoint's weights and EMA (stage 2): not its optimiser or epoch."""
+        from ddtse.extract import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        state = ckpt["state_dict"]
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        if any(not k.startswith("ema_model.") for k in missing):
+            raise DdtseError(f"{path} does not match this model (missing e.g. {missing[0]})")
+        shape_bad = [k for k in own if k in state and state[k].shape != own[k].shape]
+        if shape_bad:
+            raise DdtseError(f"{path} does not match this model: {shape_bad[0]} has another shape")
+        self.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+        if self.ema_model is not None and any(k.startswith("ema_model.") for k in missing):
+            self.ema_model.load_state_dict(self.model.state_dict())
+
+    # -- to implement ----------------------------------------------------------------------
+    def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def extract_batch(self, batch: dict, use_ema: bool = True, **opts) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def validation_loss(self, batch: dict) -> tuple[torch.Tensor, dict] | None:
+        return None
+
+    # -- training --------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        loss, logs = self.training_loss(batch)
+        if not torch.isfinite(loss):
+            raise DdtseError(f"training loss is {loss.item()} at step {self.global_step}; "
+                             "lower system.lr or check the data")
+        bs = batch["mixture"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=False)
+        for k, v in logs.items():
+            self.log(f"train/{k}", v, batch_size=bs)
+        return loss
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        self.update_ema()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.ema_model is None:
+            return
+        for ema_p, p in zip(self.ema_model.parameters(), self.model.parameters()):
+            ema_p.lerp_(p.detach(), 1.0 - self.ema_decay)
+        for ema_b, b in zip(self.ema_model.buffers(), self.model.buffers()):
+            ema_b.copy_(b)
+
+    def configure_optimizers(self):
+        lr = float(get(self.config, "system.lr", 1e-4))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(
+            params, lr=lr, betas=tuple(get(self.config, "system.betas", (0.9, 0.999))),
+            weight_decay=float(get(self.config, "system.weight_decay", 0.0)),
+        )
+        sched = get(self.config, "system.scheduler")
+        if not sched:
+            return optimizer
+        if sched.get("name") != "plateau":
+            raise DdtseError(f"unknown system.scheduler.name '{sched.get('name')}' (plateau)")
+        mode = get(self.config, "system.monitor_mode", "max")
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=float(sched.get("factor", 0.5)),
+            patience=int(sched.get("patience", 2)), min_lr=float(sched.get("min_lr", 1e-8)),
+        )
+        monitor = get(self.config, "system.monitor", "val/si_sdr")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor}}
+
+    # -- validation ------------------------------------------------------------------------
+    def on_validation_epoch_start(self):
+        self._val_items_scored = 0
+
+    def validation_step(self, batch, batch_idx):
+        bs = batch["mixture"].shape[0]
+        out = self.validation_loss(batch)
+        if out is not None:
+            loss, logs = out
+            self.log("val/loss", loss, batch_size=bs, sync_dist=True)
+            for k, v in logs.items():
+                self.log(f"val/{k}", v, batch_size=bs, sync_dist=True)
+        if "target" not in batch:
+            return
+        opts = dict(get(self.config, "system.val_opts", {}) or {})
+        estimate, info = self.extract_batch(batch, use_ema=True, **opts)
+        target, lengths = batch["target"], batch.get("lengths")
+        n = min(estimate.shape[-1], target.shape[-1])
+        sdr = masked_si_sdr(estimate[..., :n].float(), target[..., :n].float(),
+                            None if lengths is None else lengths.clamp_max(n))
+        mix_sdr = masked_si_sdr(batch["mixture"][:, 0, :n].float(), target[..., :n].float(),
+                                None if lengths is None else lengths.clamp_max(n))
+        self.log("val/si_sdr", sdr.mean(), prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("val/si_sdri", (sdr - mix_sdr).mean(), batch_size=bs, sync_dist=True)
+        self.log("val/nfe", float(info.get("nfe", 1)), batch_size=bs, sync_dist=True)
+        budget = int(get(self.config, "system.val_metric_items", 4))
+        for b in range(bs):
+            if self._val_items_scored >= budget:
+                break
+            length = int(lengths[b]) if lengths is not None else n
+            ref = target[b, :length].float().cpu().numpy()
+            est = estimate[b, :length].float().cpu().numpy()
+            for name, fn in (("pesq", pesq_score), ("estoi", estoi_score)):
+                value = fn(ref, est, self.sample_rate)
+                if not math.isnan(value):
+                    self.log(f"val/{name}", value, batch_size=1, sync_dist=True)
+            self._val_items_scored += 1
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = type(self).registry_name
+
+    @staticmethod
+    def to_numpy(x: torch.Tensor) -> np.ndarray:
+        return x.detach().float().cpu().numpy()

@@ -1,0 +1,102 @@
+"""DiscriminativeSystem: trains a one-pass extractor (TD-SpeakerBeam, ASA, DPTNet, ...) with -SI-SDR.
+
+``system:`` keys read here (besides the base's): ``speaker_loss_weight`` (0 = off; needs the
+model's ``num_speakers`` > 0 and ``speaker_index`` in the batch, -1 = unknown speaker, ignored).
+Adam, ReduceLROnPlateau (``system.scheduler``), EMA and validation come from ExtractionSystem;
+gradient clipping is ``trainer.gradient_clip_val``; early stopping ``system.early_stop_patience``
+(handled by ddtse/training.py); activation checkpointing is the model's ``gradient_checkpointing``.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+from ddtse.config import get
+from ddtse.errors import DdtseError
+from ddtse.metrics import masked_si_sdr
+from ddtse.registry import MODELS, SYSTEMS
+from ddtse.systems.base import ExtractionSystem
+
+
+def model_needs_enrollment(model_or_config) -> bool:
+    """Whether an extractor (module, class, or ``model:`` config dict) takes an enrollment."""
+    if isinstance(model_or_config, dict):
+        model_or_config = MODELS.get(model_or_config["name"])
+    return bool(getattr(model_or_config, "needs_enrollment", True))
+
+
+def _accepts(model: torch.nn.Module, name: str) -> bool:
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+@SYSTEMS.register("discriminative")
+class DiscriminativeSystem(ExtractionSystem):
+    """Negative SI-SDR (length-masked) + optional speaker cross-entropy; one network call per item."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        # instance value, derived from the model (class value stays True for TD-SpeakerBeam)
+        self.needs_enrollment = model_needs_enrollment(self.model)
+        self.speaker_loss_weight = float(get(config, "system.speaker_loss_weight", 0.0) or 0.0)
+        if self.speaker_loss_weight > 0 and getattr(self.model, "speaker_head", None) is None:
+            raise DdtseError("system.speaker_loss_weight > 0 needs a model with a speaker head "
+                             "(model.num_speakers > 0)")
+
+    def run_model(self, model: torch.nn.Module, batch: dict, return_aux: bool = False):
+        """Call the extractor on a batch: ``model(mixture, enrollment, enrollment_lengths)`` or ``model(mixture)``.
+
+        Returns the estimate (B, T), or with ``return_aux`` a dict with at least ``estimate``."""
+        mixture = batch["mixture"]
+        kwargs = {}
+        if return_aux and _accepts(model, "return_aux"):
+            kwargs["return_aux"] = True
+        if batch.get("lengths") is not None and _accepts(model, "lengths"):
+            kwargs["lengths"] = batch["lengths"]
+        if model_needs_enrollment(model):
+            if batch.get("enrollment") is None:
+                raise DdtseError("this extractor needs an enrollment, but the batch has none")
+            out = model(mixture, batch["enrollment"], batch.get("enrollment_lengths"), **kwargs)
+        else:
+            out = model(mixture, **kwargs)
+        if return_aux:
+            return out if isinstance(out, dict) else {"estimate": out}
+        return out["estimate"] if isinstance(out, dict) else out
+
+    def _loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = self.run_model(model, batch, return_aux=True)
+        estimate, target = out["estimate"], batch["target"]
+        n = min(estimate.shape[-1], target.shape[-1])
+        lengths = batch.get("lengths")
+        sdr = masked_si_sdr(estimate[..., :n].float(), target[..., :n].float(),
+                            None if lengths is None else lengths.clamp_max(n))
+        loss = -sdr.mean()
+        logs = {"si_sdr": sdr.mean().detach()}
+        if self.speaker_loss_weight > 0:
+            if batch.get("speaker_index") is None:
+                raise DdtseError("system.speaker_loss_weight > 0 needs 'speaker_index' in the batch")
+            logits = out.get("speaker_logits")
+            if logits is None:
+                raise DdtseError("system.speaker_loss_weight > 0 but the model returns no speaker logits")
+            index = batch["speaker_index"].long()
+            if (index >= 0).any():
+                ce = F.cross_entropy(logits.float(), index, ignore_index=-1)
+                loss = loss + self.speaker_loss_weight * ce
+                logs["speaker_ce"] = ce.detach()
+        return loss, logs
+
+    def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """-SI-SDR over the valid samples of each item (+ weight * speaker CE)."""
+        return self._loss(self.model, batch)
+
+    @torch.no_grad()
+    def extract_batch(self, batch: dict, use_ema: bool = True, **opts) -> tuple[torch.Tensor, dict]:
+        """One pass of the (EMA) extractor: estimate (B, T), info {"nfe": 1}; sampler opts are ignored."""
+        model = self.inference_model(use_ema)
+        estimate = self.run_model(model, batch)
+        return estimate, {"nfe": 1}

@@ -1,0 +1,76 @@
+"""DPTNet (ddtse/models/dptnet.py): exact output lengths, registry/config build, chunking helpers, checkpointing."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddtse.config import load_config
+from ddtse.errors import DdtseError
+from ddtse.models.dptnet import DPTNet
+from ddtse.registry import MODELS
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+TINY = dict(n=8, e=16, k=6, d=1, heads=2, lstm_hidden=4, window=8)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return DPTNet(**{**TINY, **kw}).eval()
+
+
+@pytest.mark.parametrize("length", [1, 5, 8, 9, 63, 100, 257])
+def test_exact_length_for_any_t(length):
+    model = tiny()
+    assert model(torch.randn(2, 1, length)).shape == (2, length)
+    assert model(torch.randn(1, length)).shape == (1, length)
+
+
+@pytest.mark.parametrize("window", [2, 7])
+def test_odd_and_minimal_windows(window):
+    model = tiny(window=window, k=4)
+    for length in (3, 31):
+        assert model(torch.randn(1, 1, length)).shape == (1, length)
+
+
+def test_fold_inverts_split_up_to_overlap_count():
+    model = tiny(k=6)
+    x = torch.randn(1, 8, 23)
+    chunks = model._split(x)
+    assert chunks.shape[:3] == (1, 8, 6)
+    ones = model._merge(torch.ones_like(chunks), 23)
+    merged = model._merge(chunks, 23)
+    assert torch.allclose(merged / ones, x, atol=1e-6)  # every frame is covered (twice, 50 % overlap)
+
+
+def test_registry_config_and_attributes():
+    cfg = load_config(CONF / "model" / "dptnet_tiny.yaml")["model"]
+    model = MODELS.build(cfg)
+    assert isinstance(model, DPTNet) and DPTNet.needs_enrollment is False
+    assert model(torch.randn(1, 1, 500)).shape == (1, 500)
+    paper = load_config(CONF / "model" / "dptnet_paper.yaml")["model"]
+    assert (paper["n"], paper["e"], paper["k"], paper["d"], paper["heads"], paper["lstm_hidden"]) == (64, 256, 250, 6, 4, 128)
+
+
+def test_bad_options_are_clear():
+    with pytest.raises(DdtseError, match="divisible"):
+        DPTNet(n=10, heads=4)
+    with pytest.raises(DdtseError, match="window"):
+        DPTNet(window=1)
+    with pytest.raises(DdtseError, match=r"\(B, 1, T\)"):
+        tiny()(torch.randn(1, 2, 50))
+
+
+def test_gradient_checkpointing_matches_plain_gradients():
+    x = torch.randn(1, 1, 120)
+    grads = []
+    for ckpt in (False, True):
+        model = tiny(gradient_checkpointing=ckpt).train()
+        model(x).pow(2).sum().backward()
+        grads.append(model.encoder.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_deterministic_in_eval():
+    model = tiny()
+    x = torch.randn(1, 1, 77)
+    assert torch.equal(model(x), model(x))
