@@ -91,14 +91,14 @@ def _unique_by_name(index: dict[str, Path]) -> dict[str, Path]:
 def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both") -> tuple[list[ScoreItem], list[str]]:
     """Items of a Libri2Mix split: estimates at ``<enhanced>/s<k>/<mixture_ID>.wav``, references at
     ``<split>/s<k>/``, mixtures at ``<split>/<mixture_type>/``; the groups (FF/MM/FM) come from the
-    tree's speaker-sex info CSV when there is one."""
+    tree's speaker-sex info CSV when there is one. ``enhanced_dir=None`` scores the mixture itself."""
     split_dir = _require_dir(split_dir, "Libri2Mix split")
-    enhanced_dir = _require_dir(enhanced_dir, "enhanced")
+    enhanced_dir = _require_dir(enhanced_dir, "enhanced") if enhanced_dir is not None else None
     mix_root = split_dir / mixture_type
     if not mix_root.is_dir():
         raise DdtseError(f"{split_dir} has no '{mixture_type}' folder; is it a Libri2Mix split (e.g. wav16k/min/test)?")
     groups = librimix_groups(split_dir)
-    ests = _index(enhanced_dir)
+    ests = _index(enhanced_dir) if enhanced_dir is not None else {}
     items, missing = [], []
     for k in (1, 2):
         src = split_dir / f"s{k}"
@@ -106,7 +106,7 @@ def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both") -> tu
             raise DdtseError(f"{split_dir} has no s{k} folder")
         for ref in sorted(src.glob("*.wav")):
             key = f"s{k}/{ref.stem}"
-            est = ests.get(key)
+            est = ests.get(key) if enhanced_dir is not None else mix_root / ref.name
             if est is None:
                 missing.append(key)
                 continue
@@ -128,7 +128,7 @@ def librimix_groups(split_dir: Path) -> dict[str, str]:
             for row in csv.DictReader(f):
                 s1, s2 = row.get("speaker_1_sex"), row.get("speaker_2_sex")
                 if row.get("mixture_ID") and s1 and s2:
-                    groups[row["mixture_ID"]] = "".join(sorted((s1 + s2).upper(), reverse=True))
+                    groups[row["mixture_ID"]] = "".join(sorted((s1 + s2).upper()))  # FF, FM, MM
     return groups
 
 

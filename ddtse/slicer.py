@@ -124,6 +124,8 @@ class Slicer:
         samples = wav.mean(axis=0) if wav.ndim > 1 else wav
         total = samples.shape[-1]
         rms = rms_frames(samples, self.win, self.hop)
+        if not np.any(rms >= self.threshold):
+            return SliceResult(dropped=[Dropped(0, total, "all silence")])
         if self.mode == "target":
             spans, dropped = self._target_spans(rms)
         else:

@@ -89,7 +89,7 @@ def run_training(config: dict, exp_dir: str | Path, resume: bool = True):
     Writes exp_dir/config.yaml before training, TensorBoard logs to exp_dir/tb, checkpoints
     (last + best-k by ``system.monitor``) to exp_dir/checkpoints; resumes from last.ckpt.
     """
-    from ddtse.data import build_datamodule
+    from ddtse.data.datamodule import build_datamodule
 
     exp_dir = Path(exp_dir)
     ckpt_dir = exp_dir / "checkpoints"

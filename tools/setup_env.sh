@@ -10,7 +10,8 @@ venv="${DDTSE_VENV:-$root/.venv}"
 py_host="${PYTHON:-python3}"
 torch_version="${DDTSE_TORCH_VERSION:-2.13.0}"
 stamp="$venv/.ddtse-requirements.sha256"
-want="$(cat "$root/requirements.txt" "$root/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
+hash_cmd=(sha256sum); command -v sha256sum >/dev/null 2>&1 || hash_cmd=(shasum -a 256)
+want="$(cat "$root/requirements.txt" "$root/pyproject.toml" "${BASH_SOURCE[0]}" | "${hash_cmd[@]}" | cut -d' ' -f1)"
 
 log() { echo "[setup_env] $*" >&2; }
 
@@ -30,23 +31,24 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
 fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+quiet() { "$@" 2> >(grep -v "^WARNING: Location" >&2) >&2; }  # stdout is for the python path only
 
 if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 || [ "$(uname -s)" != "Linux" ]; then
     log "installing torch==$torch_version"
-    "${pip[@]}" "torch==$torch_version"
+    quiet "${pip[@]}" "torch==$torch_version"
   elif "$venv/bin/python" -m pip install --dry-run --disable-pip-version-check "torch==$torch_version" 2>/dev/null \
       | grep -q "nvidia"; then
     log "no NVIDIA GPU: installing the CPU build of torch==$torch_version"
-    "${pip[@]}" "torch==$torch_version" --index-url "https://download.pytorch.org/whl/cpu"
+    quiet "${pip[@]}" "torch==$torch_version" --index-url "https://download.pytorch.org/whl/cpu"
   else
     log "installing torch==$torch_version (CPU build)"
-    "${pip[@]}" "torch==$torch_version"
+    quiet "${pip[@]}" "torch==$torch_version"
   fi
 fi
 
 log "installing requirements (first run only; about a minute)"
-"${pip[@]}" -r "$root/requirements.txt"
-"${pip[@]}" --no-deps -e "$root"
+quiet "${pip[@]}" -r "$root/requirements.txt"
+quiet "${pip[@]}" --no-deps -e "$root"
 echo "$want" > "$stamp"
 echo "$venv/bin/python"

@@ -15,7 +15,9 @@ def parse_args(argv=None):
                "--librimix_split ROOT/wav16k/min/test --enhanced_dir EST (files s1/<mixture_ID>.wav).",
     )
     p.add_argument("--gt_dir", help="reference (clean target) folder; files matched by relative path or name")
-    p.add_argument("--enhanced_dir", required=True, help="folder of extracted audio")
+    p.add_argument("--enhanced_dir", help="folder of extracted audio")
+    p.add_argument("--score_mixture", action="store_true",
+                   help="Libri2Mix mode: score the unprocessed mixture (the baseline row)")
     p.add_argument("--mix_dir", help="mixture folder, for SI-SDRi")
     p.add_argument("--librimix_split", help="a Libri2Mix split folder (e.g. Libri2Mix/wav16k/min/test)")
     p.add_argument("--mixture_type", default="mix_both", help="Libri2Mix mixture folder (mix_both, mix_clean)")
@@ -40,21 +42,31 @@ def main(argv=None):
     unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown:
         raise DdtseError(f"unknown metric(s) {', '.join(unknown)} (choose from {', '.join(METRIC_NAMES)})")
+    if args.score_mixture and not args.librimix_split:
+        raise DdtseError("--score_mixture goes with --librimix_split")
+    if not args.enhanced_dir and not args.score_mixture:
+        raise DdtseError("give --enhanced_dir (the extracted audio)")
     if args.librimix_split:
-        items, missing = pair_librimix(args.librimix_split, args.enhanced_dir, args.mixture_type)
+        enhanced_dir = None if args.score_mixture else args.enhanced_dir
+        items, missing = pair_librimix(args.librimix_split, enhanced_dir, args.mixture_type)
     elif args.gt_dir:
         items, missing = pair_folders(args.gt_dir, args.enhanced_dir, args.mix_dir)
     else:
         raise DdtseError("give --gt_dir (folder mode) or --librimix_split (Libri2Mix mode)")
     if args.groups:
         apply_groups(items, read_groups(args.groups))
-    enhanced = Path(args.enhanced_dir)
-    out_dir = Path(args.out_dir) if args.out_dir else enhanced.with_name(enhanced.name.rstrip("/") + "_scores")
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+    elif args.score_mixture:
+        raise DdtseError("--score_mixture needs --out_dir")
+    else:
+        enhanced = Path(args.enhanced_dir)
+        out_dir = enhanced.with_name(enhanced.name + "_scores")
     if missing:
         shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
         print(f"warning: {len(missing)} estimate(s) missing: {shown}", file=sys.stderr)
         if not args.allow_missing:
-            raise DdtseError(f"{len(missing)} estimate(s) missing under {enhanced}; "
+            raise DdtseError(f"{len(missing)} estimate(s) missing under {args.enhanced_dir}; "
                              "pass --allow_missing to score the rest")
     report = score_items(items, out_dir, jobs=args.jobs, metrics=metrics, missing=missing,
                          overwrite=args.overwrite, progress=not args.quiet, title=args.title)

@@ -14,7 +14,9 @@ Per item, with an RNG that depends only on (seed, index, epoch) (ddtse.data.base
    o ~ U[-T/2, T/2] with zero fill: target[t] = c[t - o]. The shifted clip is the target.
 2. **crop** (training, ``segment_seconds``): clips longer than the segment are cropped to it at
    a random start chosen so that at least half of the crop overlaps the shifted clip's support
-   (no all-zero targets); shorter clips keep their length (the collate pads).
+   (no all-zero targets); of up to 4 draws the first whose energy is at least -20 dB re the
+   clip's is kept (else the most energetic), so crops of pauses are rare. Shorter clips keep
+   their length (the collate pads).
 3. **dirty**: a random dirty file; a random equal-length segment of it. A shorter file is
    looped (``short_dirty: loop``, default) or zero-padded at a random offset (``pad``).
 4. **gain**: g ~ U(gain_range) (default [0.6, 1.2]); mixture = target + g * dirty.
@@ -190,8 +192,18 @@ class CleanDirtyDataset(ExtractionDataset):
             seg = self.segment
             first = max(0, lo - seg // 2)
             last = max(first, min(n - seg, hi - (seg + 1) // 2))
-            start = int(rng.integers(first, last + 1))
-            clean = clean[start : start + seg]
+            # up to 4 draws: keep the first crop whose RMS is at least -20 dB re the clip's
+            # (speech, not a pause), else the most energetic one
+            floor = 0.01 * float(np.mean(np.square(clean[lo:hi], dtype=np.float64)))
+            best, best_energy = 0, -1.0
+            for _ in range(4):
+                start = int(rng.integers(first, last + 1))
+                energy = float(np.mean(np.square(clean[start : start + seg], dtype=np.float64)))
+                if energy > best_energy:
+                    best, best_energy = start, energy
+                if energy >= floor:
+                    break
+            clean = clean[best : best + seg]
         target = np.ascontiguousarray(clean, dtype=np.float32)
         dirty = self._load(self.dirty_files[int(rng.integers(0, len(self.dirty_files)))])
         dirty = dirty_segment(dirty, target.shape[-1], rng, self.short_dirty)

@@ -24,13 +24,13 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import struct
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 
 from ddtse.data.base import PEAK_GUARD, write_csv_rows
@@ -40,11 +40,13 @@ from ddtse.errors import DdtseError
 
 ESPEAK_RATE = 22050
 SPLITS = ("train-100", "dev", "test")
-MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8")
-FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
-PITCHES = {"M": (30, 65), "F": (40, 75)}
-RATES = (150, 190)
-BABBLE_VOICES = ("klatt", "klatt2", "croak", "Andy", "grandma", "edward", "linda", "steph", "john", "robert")
+MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Diogo", "Henrique", "Hugo",
+                 "Lee", "Marco", "Storm", "antonio", "michel", "miguel", "sandro", "travis", "victor")
+FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda",
+                   "grandma", "linda", "steph", "steph2", "steph3")
+PITCHES = {"M": (35, 65), "F": (40, 75)}
+RATE_RANGE = (145, 190)
+BABBLE_VOICES = ("klatt", "klatt2", "klatt3", "Gene", "Reed", "edward", "john", "robert", "adam", "max")
 DEFAULT_MIXTURES = {"train-100": 1000, "dev": 100, "test": 100}
 DEFAULT_SPEAKERS = {"train-100": 32, "dev": 8, "test": 8}
 
@@ -75,15 +77,30 @@ class EspeakSynth:
             import espeakng_loader
         except ImportError as exc:
             raise DdtseError("the demo corpus needs the pip package espeakng-loader") from exc
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        data_path = short_espeak_data_path(espeakng_loader.get_data_path())
+        self.library_path = espeakng_loader.get_library_path()
+        self.data_path = short_espeak_data_path(espeakng_loader.get_data_path())
         self.chunks: list[np.ndarray] = []
         self._callback = self._CALLBACK(self._collect)  # keep a reference alive
+        self.lib = None
+        self.reset()
+
+    def reset(self) -> None:
+        """(Re)load and initialise the library. espeak-ng keeps state across utterances (the output
+        of a sentence depends on what was spoken before, even after espeak_Terminate); unloading
+        and reloading the library before each utterance makes the audio a function of its inputs."""
+        import _ctypes
+
+        if self.lib is not None:
+            self.lib.espeak_Terminate()
+            _ctypes.dlclose(self.lib._handle)
+        self.lib = ctypes.CDLL(self.library_path)
         self.lib.espeak_Initialize.restype = ctypes.c_int
-        rate = self.lib.espeak_Initialize(2, 0, data_path.encode(), 0)
+        rate = self.lib.espeak_Initialize(2, 0, self.data_path.encode(), 0)
         if rate != ESPEAK_RATE:
-            raise DdtseError(f"espeak_Initialize failed (returned {rate}); data path {data_path}")
+            raise DdtseError(f"espeak_Initialize failed (returned {rate}); data path {self.data_path}")
         self.lib.espeak_SetSynthCallback(self._callback)
+        ctypes.CDLL(None).srand(0)  # espeak-ng also draws from libc's rand()
+        self.lib.espeak_ng_SetRandSeed(0)
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
@@ -100,7 +117,8 @@ class EspeakSynth:
         return 0
 
     def synth(self, text: str, variant: str, pitch: int, rate: int) -> np.ndarray:
-        """Float32 speech at 22050 Hz for ``text`` in voice ``en+<variant>``."""
+        """Float32 speech at 22050 Hz for ``text`` in voice ``en+<variant>`` (deterministic)."""
+        self.reset()
         self.chunks = []
         if self.lib.espeak_SetVoiceByName(f"en+{variant}".encode()) != 0:
             raise DdtseError(f"espeak-ng has no voice en+{variant}")
@@ -128,7 +146,7 @@ def short_espeak_data_path(data_path: str) -> str:
     return link
 
 
-def trim_silence(wav: np.ndarray, threshold: float = 1e-3, keep: int = 2000) -> np.ndarray:
+def trim_silence(wav: np.ndarray, threshold: float = 1e-3, keep: int = 1000) -> np.ndarray:
     """Cut leading/trailing samples below ``threshold`` (keeping ``keep`` samples of margin)."""
     active = np.flatnonzero(np.abs(wav) > threshold)
     if active.size == 0:
@@ -148,26 +166,36 @@ class Voice:
 
 
 def plan_voices(speakers_per_split: dict[str, int], rng: np.random.Generator) -> dict[str, list[Voice]]:
-    """Disjoint voices per split, alternating sexes; ids are unique 2-4 digit numbers."""
-    combos = {sex: [(v, p, r) for v in variants for p in PITCHES[sex] for r in RATES]
-              for sex, variants in (("M", MALE_VARIANTS), ("F", FEMALE_VARIANTS))}
-    for sex in combos:
-        order = rng.permutation(len(combos[sex]))
-        combos[sex] = [combos[sex][i] for i in order]
+    """Voices per split, alternating sexes. Held-out splits (dev/test) take one pitch of variants
+    that training never uses; training takes the other variants, at a first then a second pitch.
+    Speaking rate is random per speaker. Ids are unique numbers like LibriSpeech speaker ids."""
+    variants = {"M": list(MALE_VARIANTS), "F": list(FEMALE_VARIANTS)}
+    for sex in variants:
+        variants[sex] = [variants[sex][i] for i in rng.permutation(len(variants[sex]))]
+    order = sorted(speakers_per_split, key=lambda s: s.startswith("train"))  # held-out splits first
     total = sum(speakers_per_split.values())
-    available = sum(len(c) for c in combos.values())
-    if total > available:
-        raise DdtseError(f"the demo corpus has {available} distinct voices; {total} speakers were asked for")
     ids = rng.choice(np.arange(19, 9000), size=total, replace=False)
     voices: dict[str, list[Voice]] = {}
     n = 0
-    for split in sorted(speakers_per_split, key=lambda s: s != "test" and s != "dev"):  # dev/test first
+    for split in order:
+        count = speakers_per_split[split]
+        if split.startswith("train"):  # every remaining variant at both pitches
+            first = {sex: rng.integers(2, size=len(variants[sex])) for sex in variants}
+            pool = {sex: [(v, PITCHES[sex][(int(j) + second) % 2]) for second in (0, 1)
+                          for v, j in zip(variants[sex], first[sex])] for sex in variants}
+        else:
+            pool = {sex: [(v, PITCHES[sex][int(rng.integers(2))]) for v in variants[sex]] for sex in variants}
         chosen = []
-        for i in range(speakers_per_split[split]):
-            sex = ("F", "M")[i % 2] if combos["F"] and combos["M"] else ("F" if combos["F"] else "M")
-            variant, pitch, rate = combos[sex].pop(0)
+        for i in range(count):
+            sex = ("F", "M")[i % 2] if pool["F"] and pool["M"] else ("F" if pool["F"] else "M")
+            if not pool[sex]:
+                raise DdtseError(f"the demo corpus ran out of distinct voices for {split} ({count} speakers asked)")
+            variant, pitch = pool[sex].pop(0)
+            if not split.startswith("train"):
+                variants[sex].remove(variant)
             chapters = tuple(str(c) for c in rng.integers(1000, 300000, size=2))
-            chosen.append(Voice(str(ids[n]), sex, variant, int(pitch), int(rate), chapters))
+            rate = int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1))
+            chosen.append(Voice(str(ids[n]), sex, variant, int(pitch), rate, chapters))
             n += 1
         voices[split] = chosen
     return voices
@@ -224,12 +252,12 @@ def plan_mixtures(split: str, voices: list[Voice], count: int, rng: np.random.Ge
 
 
 # ----------------------------------------------------------------------------- rendering
-_BABBLE_BANK: list[np.ndarray] = []
+_BABBLE_BANKS: dict[int, list[np.ndarray]] = {}
 
 
 def _babble_bank(seed: int) -> list[np.ndarray]:
-    global _BABBLE_BANK
-    if not _BABBLE_BANK:
+    """16 unit-RMS sentences of non-speaker voices (built once per process and seed)."""
+    if seed not in _BABBLE_BANKS:
         rng = np.random.default_rng([seed, 7])
         synth = EspeakSynth.get()
         bank = []
@@ -237,8 +265,8 @@ def _babble_bank(seed: int) -> list[np.ndarray]:
             voice = BABBLE_VOICES[i % len(BABBLE_VOICES)]
             wav = trim_silence(synth.synth(random_sentence(rng), voice, int(rng.integers(30, 70)), 170))
             bank.append(wav / (np.sqrt(np.mean(wav**2)) + 1e-9))
-        _BABBLE_BANK = bank
-    return _BABBLE_BANK
+        _BABBLE_BANKS[seed] = bank
+    return _BABBLE_BANKS[seed]
 
 
 def make_noise(kind: str, frames: int, rng: np.random.Generator, bank_seed: int) -> np.ndarray:
@@ -268,23 +296,34 @@ def render_mixture(plan: MixturePlan, out: str, rates: tuple[int, ...], modes: t
     for voice, text, level in zip(plan.voices, plan.texts, plan.speech_db):
         wav = trim_silence(synth.synth(text, voice.variant, voice.pitch, voice.rate))[: int(5.0 * ESPEAK_RATE)]
         wav = wav + 1e-5 * rng.standard_normal(len(wav)).astype(np.float32)  # no exact digital zeros
-        sources.append(_set_db(wav, level).astype(np.float32))
+        sources.append(wav)
     longest = max(len(s) for s in sources)
-    noise = _set_db(make_noise(plan.noise_kind, longest, rng, bank_seed), plan.noise_db).astype(np.float32)
+    noise = make_noise(plan.noise_kind, longest, rng, bank_seed)
     lengths = {}
     for sr in rates:
         res = [soxr.resample(s, ESPEAK_RATE, sr, quality="HQ") for s in (*sources, noise)]
         for mode in modes:
             n = min(len(res[0]), len(res[1])) if mode == "min" else max(len(res[0]), len(res[1]))
-            s1, s2, nz = (np.pad(x[:n], (0, max(0, n - len(x[:n])))) for x in res)
+            # levels are set on the samples that are kept, at this rate
+            s1, s2, nz = (_set_db(x[:n], db) for x, db in zip(res, (*plan.speech_db, plan.noise_db)))
+            s1, s2, nz = (np.pad(x, (0, n - len(x))).astype(np.float32) for x in (s1, s2, nz))
             clean, both = s1 + s2, s1 + s2 + nz
             peak = max(np.max(np.abs(clean)), np.max(np.abs(both)))
             gain = PEAK_GUARD / peak if peak > PEAK_GUARD else 1.0
             split_dir = Path(out) / rate_dir_name(sr) / mode / plan.split
             for sub, wav in (("s1", s1), ("s2", s2), ("noise", nz), ("mix_clean", clean), ("mix_both", both)):
-                sf.write(str(split_dir / sub / f"{plan.mixture_id}.wav"), wav * gain, sr, subtype="PCM_16")
+                write_wav_pcm16(split_dir / sub / f"{plan.mixture_id}.wav", wav * gain, sr)
             lengths[(sr, mode)] = n
     return {"split": plan.split, "index": plan.index, "lengths": lengths}
+
+
+def write_wav_pcm16(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
+    """Write mono 16-bit PCM WAV directly (header + samples; several times faster than sf.write)."""
+    data = np.clip(np.round(wav * 32768.0), -32768, 32767).astype("<i2").tobytes()
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 1, 1,
+                         int(sample_rate), int(sample_rate) * 2, 2, 16, b"data", len(data))
+    with open(path, "wb") as handle:
+        handle.write(header + data)
 
 
 def _render_job(args):

@@ -91,7 +91,8 @@ def metadata_csv_path(split_dir: str | Path, mixture_type: str) -> Path:
 
 def _resolve_column(values: list[str], split_dir: Path, csv_dir: Path, column: str) -> list[str]:
     """Keep paths that exist (checked on the first row); else look them up inside the split folder
-    as ``<split_dir>/<parent folder name>/<file name>`` (absolute paths of another machine)."""
+    as ``<split_dir>/<parent folder name>/<file name>`` (absolute paths of another machine).
+    Single missing files are not checked here (reading names them; the prepare script lists them)."""
     if not values:
         return values
     first = values[0]
@@ -101,12 +102,10 @@ def _resolve_column(values: list[str], split_dir: Path, csv_dir: Path, column: s
             return [str(csv_dir / v) for v in values]
     elif os.path.exists(first):
         return values
-    resolved = [str(split_dir / Path(v).parent.name / Path(v).name) for v in values]
-    if not os.path.exists(resolved[0]):
-        raise DdtseError(
-            f"{column} '{first}' exists neither as written nor inside the tree as {resolved[0]}"
-        )
-    return resolved
+    folder = split_dir / Path(first).parent.name
+    if not folder.is_dir():
+        raise DdtseError(f"{column} '{first}' exists neither as written nor inside the tree ({folder} is missing)")
+    return [str(folder.parent / Path(v).parent.name / Path(v).name) for v in values]
 
 
 def librimix_split_paths(split_dir: str | Path, mixture_type: str = "mix_both",
@@ -439,9 +438,28 @@ class Libri2MixDataset(ExtractionDataset):
             enrol_path = self.enrollment_map[(record.mixture_id, k)]
             enrollment = self.crop_enrollment(self._read(enrol_path), None)
         self.check_enrollment(enrollment, enrol_path, item_id)
-        item = {"id": item_id, "mixture": mixture, "target": target, "enrollment": enrollment}
+        item = {"id": item_id, "mixture": mixture, "target": target, "enrollment": enrollment,
+                "enrollment_path": enrol_path}
         if record.mixture_id in self.groups:
             item["group"] = self.groups[record.mixture_id]
         if self.train:
             item["speaker_index"] = self.speaker_index[speaker_of(record.utterances[k - 1])]
         return item
+
+
+def librimix_inference_items(split_dir: str | Path, mixture_type: str = "mix_both",
+                             enrollment_map: str | Path | None = None) -> list[dict]:
+    """Items of a Libri2Mix split for inference: ``{id: s<k>/<mixture_ID>, mixture, enrollment, reference}``
+    paths, enrollments from the split's (or the given) SpeakerBeam-style map."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DdtseError(f"Libri2Mix split folder not found: {split_dir}")
+    records = librimix_split_paths(split_dir, mixture_type)
+    dataset = Libri2MixDataset(sample_rate=file_rate(records[0].mixture_path), train=False, split_dir=str(split_dir),
+                               mixture_type=mixture_type,
+                               enrollment_map=str(enrollment_map) if enrollment_map else None)
+    return [
+        {"id": f"s{k}/{record.mixture_id}", "mixture": record.mixture_path,
+         "enrollment": dataset.enrollment_map[(record.mixture_id, k)], "reference": record.source_paths[k - 1]}
+        for record, k in dataset.items
+    ]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.fft import next_fast_len
 from scipy.signal import fftconvolve
 
 from ddtse.audio.io import find_audio_files
@@ -143,10 +144,11 @@ def build_pool(source) -> UtterancePool:
 # ----------------------------------------------------------------------------- signals
 def colored_noise(frames: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     """Unit-RMS noise with power spectrum ~ 1/f**exponent (0 white, 1 pink, 2 brown)."""
-    spectrum = np.fft.rfft(rng.standard_normal(frames + 1))
+    size = next_fast_len(frames + 1, real=True)
+    spectrum = np.fft.rfft(rng.standard_normal(size))
     freqs = np.arange(spectrum.size, dtype=np.float64)
     freqs[0] = 1.0
-    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n=frames + 1)[:frames]
+    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n=size)[:frames]
     noise -= noise.mean()
     return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
 
@@ -369,6 +371,8 @@ class DynamicMixDataset(ExtractionDataset):
             "mixture": signals["mixture"] if self.channels > 1 else signals["mixture"][0],
             "target": signals["target"],
             "enrollment": enrollment.astype(np.float32),
+            "enrollment_path": enrol_utt.path,
+            "target_path": target_utt.path,
             "sir_db": sirs,
             "snr_db": snr,
         }

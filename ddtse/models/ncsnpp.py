@@ -33,16 +33,24 @@ __all__ = [
 # ------------------------------------------------------------------------------------------
 # option validation
 # ------------------------------------------------------------------------------------------
+class OptionError(DdtseError, ValueError):
+    """A bad constructor option: a ValueError that the CLI also reports as a user error."""
+
+
+class OptionTypeError(DdtseError, TypeError):
+    """An option of the wrong type (e.g. the string "False" for a bool)."""
+
+
 def _check_bool(name: str, value) -> bool:
     """Reject anything but a real bool: ``bool("False")`` is True (the reference's defect)."""
     if not isinstance(value, bool):
-        raise TypeError(f"option '{name}' must be a bool (true/false), got {value!r} ({type(value).__name__})")
+        raise OptionTypeError(f"option '{name}' must be a bool (true/false), got {value!r} ({type(value).__name__})")
     return value
 
 
 def _check_choice(name: str, value, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"option '{name}' must be one of {list(choices)}, got {value!r}")
+        raise OptionError(f"option '{name}' must be one of {list(choices)}, got {value!r}")
     return value.lower()
 
 
@@ -52,7 +60,7 @@ def _int_tuple(name: str, value) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
-        raise TypeError(f"option '{name}' must be a list of ints, got {value!r}")
+        raise OptionTypeError(f"option '{name}' must be a list of ints, got {value!r}")
     return tuple(value)
 
 
@@ -84,7 +92,11 @@ def _linear(in_dim: int, out_dim: int, init_scale: float = 1.0) -> nn.Linear:
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=max(1, min(channels // 4, 32)), num_channels=channels, eps=1e-6)
+    """GroupNorm with min(C // 4, 32) groups (lowered to a divisor of C for unusual widths)."""
+    groups = max(1, min(channels // 4, 32))
+    while channels % groups:
+        groups -= 1
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6)
 
 
 # ------------------------------------------------------------------------------------------
@@ -126,7 +138,7 @@ class _Resample(nn.Module):
         self.up, self.fir = up, fir
         if fir:
             if len(fir_kernel) < 2 or len(fir_kernel) % 2:
-                raise ValueError(f"fir_kernel must have an even number of taps, got {list(fir_kernel)}")
+                raise OptionError(f"fir_kernel must have an even number of taps, got {list(fir_kernel)}")
             self.register_buffer("kernel", _fir_kernel_2d(fir_kernel, 4.0 if up else 1.0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -320,13 +332,13 @@ class NCSNpp(nn.Module):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("nf", nf),
                             ("num_res_blocks", num_res_blocks), ("freq_bins", freq_bins)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"option '{name}' must be a positive int, got {value!r}")
+                raise OptionError(f"option '{name}' must be a positive int, got {value!r}")
         if not isinstance(emb_dim, int) or isinstance(emb_dim, bool) or emb_dim < 0:
-            raise ValueError(f"option 'emb_dim' must be an int >= 0, got {emb_dim!r}")
+            raise OptionError(f"option 'emb_dim' must be an int >= 0, got {emb_dim!r}")
         if not ch_mult:
-            raise ValueError("option 'ch_mult' must not be empty")
+            raise OptionError("option 'ch_mult' must not be empty")
         if bottleneck_fusion and emb_dim == 0:
-            raise ValueError("bottleneck_fusion needs a speaker embedding (emb_dim > 0)")
+            raise OptionError("bottleneck_fusion needs a speaker embedding (emb_dim > 0)")
         progressive = _check_choice("progressive", progressive, ("none", "output_skip"))
         progressive_input = _check_choice("progressive_input", progressive_input, ("none", "input_skip"))
         combine = _check_choice("progressive_combine", progressive_combine, ("sum", "cat"))
@@ -528,10 +540,10 @@ NCSNPP_PRESETS: dict[str, dict] = {
         num_res_blocks=1, attn_resolutions=[], bottleneck_attention=True, time_conditional=False,
         emb_dim=256, bottleneck_fusion=True,
     ),
-    # CPU demo size
+    # CPU demo size: narrow at full resolution, wide only where the maps are small
     "ncsnpp_small": dict(
-        name="ncsnpp", in_channels=2, out_channels=2, nf=32, ch_mult=[1, 2, 2, 2],
-        num_res_blocks=1, attn_resolutions=[], bottleneck_attention=True, time_conditional=False,
+        name="ncsnpp", in_channels=2, out_channels=2, nf=16, ch_mult=[1, 2, 2, 4, 8],
+        num_res_blocks=1, attn_resolutions=[16], bottleneck_attention=True, time_conditional=False,
         emb_dim=256, bottleneck_fusion=True,
     ),
     # unit tests

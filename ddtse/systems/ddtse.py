@@ -217,7 +217,7 @@ class DDTSESystem(SpectralDiffusionSystem):
             lam_t = t
         estimate = self.denoise(net, x_t, emb)
         loss, per_item = self.weighted_loss(x0, estimate, lam_t, mask)
-        return loss, {"mse": per_item.mean().detach()}
+        return loss, {"recon": per_item.mean().detach()}
 
     def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         if self.stage == 1:
@@ -241,7 +241,7 @@ class DDTSESystem(SpectralDiffusionSystem):
         t = self.sde.sample_t(y.shape[0], generator=gen, device=y.device)
         x_t, _ = self.sde.perturb(x0, y, t, gen)
         loss, per_item = self.weighted_loss(x0, self.denoise(net, x_t, self.speaker_embedding(net, batch)), t, mask)
-        return loss, {"mse": per_item.mean()}
+        return loss, {"recon": per_item.mean()}
 
     # -- inference ---------------------------------------------------------------------------
     @torch.no_grad()

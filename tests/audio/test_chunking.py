@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddtse.audio.chunking import chunk_starts, crossfade_ramp, overlap_add
+from ddtse.audio.chunking import chunk_starts, chunk_windows, crossfade_ramp, overlap_add
 from ddtse.errors import DdtseError
 
 
@@ -19,12 +19,22 @@ def test_identity_is_exact(total, chunk, overlap, bs):
     assert torch.allclose(y, x[0], atol=1e-6)
 
 
-def test_ramps_are_complementary():
+@pytest.mark.parametrize("chunk,overlap", [(100, 20), (100, 50), (100, 80), (64, 63)])
+def test_windows_sum_to_one_with_zero_edges(chunk, overlap):
+    win = chunk_windows(chunk, overlap)
+    hop = chunk - overlap
+    total = torch.zeros(hop * 6 + chunk)
+    kinds = ["first"] + ["middle"] * 5 + ["last"]
+    for i, kind in enumerate(kinds):
+        total[i * hop : i * hop + chunk] += win[kind]
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-6)
+    edge = overlap // 4
+    if edge:
+        assert win["middle"][:edge].eq(0).all() and win["middle"][-edge:].eq(0).all()
     ramp = crossfade_ramp(17)
-    assert torch.all(ramp > 0) and torch.all(ramp < 1)
-    assert torch.allclose(ramp + ramp.flip(0), torch.ones(17), atol=1e-6)  # symmetric Hann half-windows
-    starts = chunk_starts(1000, 100, 20)
-    assert starts[0] == 0 and starts[-1] + 100 >= 1000 and all(b - a == 80 for a, b in zip(starts, starts[1:]))
+    assert torch.allclose(ramp + ramp.flip(0), torch.ones(17), atol=1e-6) and torch.all(torch.diff(ramp) > 0)
+    starts = chunk_starts(1000, chunk, overlap)
+    assert starts[0] == 0 and starts[-1] + chunk >= 1000 and starts[-2] + chunk < 1000
 
 
 def test_short_input_processed_whole():
@@ -39,17 +49,26 @@ def test_short_input_processed_whole():
     assert calls == [(1, 2, 50)] and torch.allclose(y, 2 * x[0])
 
 
-def test_conv_stack_matches_whole_file():
+def conv_stack(bias):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(), torch.nn.Conv1d(4, 1, 9, padding=4)
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(1, 4, 9, padding=4, bias=bias), torch.nn.Tanh(), torch.nn.Conv1d(4, 1, 9, padding=4, bias=bias)
     ).eval()
-    fn = lambda b: net(b)[:, 0]  # noqa: E731  receptive field 17 samples, far inside the overlap
-    x = torch.randn(1, 3000)
-    with torch.no_grad():
-        whole = fn(x[None])[0]
-    chunked = overlap_add(fn, x, 400, 100, batch_size=2)
-    assert torch.allclose(chunked, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk,overlap,bs", [(400, 100, 2), (300, 200, 1), (256, 64, 3)])
+def test_conv_stack_matches_whole_file(chunk, overlap, bs):
+    # receptive field: 8 samples on each side <= overlap // 4
+    x = torch.randn(1, 3001)
+    for bias in (False, True):
+        net = conv_stack(bias)
+        fn = lambda b: net(b)[:, 0]  # noqa: E731
+        with torch.no_grad():
+            whole = fn(x[None])[0]
+        exact = overlap_add(fn, x, chunk, overlap, batch_size=bs, pad_last=False)
+        assert torch.allclose(exact, whole, atol=1e-5)
+        padded = overlap_add(fn, x, chunk, overlap, batch_size=bs)  # zero-padded final chunk
+        assert torch.allclose(padded[:-8], whole[:-8], atol=1e-5)  # differs only within the field of the end
 
 
 def test_no_clicks_with_a_chunk_dependent_gain():
@@ -76,7 +95,7 @@ def test_progress_and_bad_arguments(capsys):
     with pytest.raises(DdtseError, match="overlap"):
         overlap_add(identity, x, 100, 100)
     with pytest.raises(DdtseError, match=r"\(B, L\)"):
-        overlap_add(lambda b: b, x, 100, 10)
+        overlap_add(lambda b: b[:, 0, :-1], x, 100, 10)
 
 
 def test_dptnet_through_overlap_add():

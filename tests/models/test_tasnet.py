@@ -1,4 +1,5 @@
 """TD-SpeakerBeam / ASA / IPD (ddtse/models/tasnet.py): shapes, ASA formula, MP pooling, IPD, configs."""
+import inspect
 import math
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import torch
 from ddtse.config import load_config
 from ddtse.errors import DdtseError
 from ddtse.models.tasnet import Adaptation, TDSpeakerBeam, asa_scaling, pool_frames
-from ddtse.registry import MODELS
+from ddtse.registry import DATASETS, MODELS
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TINY = dict(N=16, L=8, B=16, H=24, P=3, X=2, R=1, adapt_layer=1)
@@ -33,7 +34,7 @@ def tiny(**kw):
 def test_exact_lengths_every_variant(variant):
     model = tiny(**VARIANTS[variant]).eval()
     channels = 2 if variant == "ipd" else 1
-    enrollment, enr_len = torch.randn(2, 2400), torch.tensor([2400, 1111])
+    enrollment, enr_len = torch.randn(2, 900), torch.tensor([900, 411])
     with torch.no_grad():
         for t in (3999, 4001, 7):
             mixture = torch.randn(2, channels, t)
@@ -124,7 +125,7 @@ def test_enrollment_padding_is_ignored():
 
 def test_gradient_checkpointing_same_gradients():
     torch.manual_seed(1)
-    mix, enr = torch.randn(2, 1, 801), torch.randn(2, 600)
+    mix, enr = torch.randn(2, 1, 401), torch.randn(2, 300)
     grads = []
     for flag in (False, True):
         model = tiny(gradient_checkpointing=flag).train()
@@ -144,3 +145,11 @@ def test_configs_build(name):
     if name.startswith("demo/"):
         assert 0.5e6 <= n_params <= 1.5e6
     assert model.ipd == name.endswith("ipd.yaml")
+    from ddtse.data.base import ExtractionDataset
+
+    accepted = set(inspect.signature(ExtractionDataset.__init__).parameters)
+    for part in ("train", "valid", "test"):
+        sub = dict(cfg["data"][part])
+        cls = DATASETS.get(sub.pop("name"))
+        unknown = set(sub) - set(inspect.signature(cls.__init__).parameters) - accepted
+        assert not unknown, f"{name}: data.{part} has unknown option(s) {unknown}"

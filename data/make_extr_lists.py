@@ -1,0 +1,8 @@
+#!/usr/bin/env python
+"""Thin wrapper: see ddtse/cli/prepare.py (make_extr_lists_main)."""
+import sys
+
+from ddtse.cli.prepare import make_extr_lists_main
+
+if __name__ == "__main__":
+    sys.exit(make_extr_lists_main())

@@ -1,0 +1,85 @@
+"""Write exp/<tag>/RESULTS.md from score folders, and spectrogram PNGs of a few utterances."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ddtse.cli import run_cli
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Collect scores into a results table and plot spectrograms.")
+    p.add_argument("--exp_dir", required=True)
+    p.add_argument("--row", action="append", default=[],
+                   help="LABEL=SCORES_DIR[:EXTRACTED_DIR[:NOTE]] (paths relative to --exp_dir); repeatable")
+    p.add_argument("--title", default="Results")
+    p.add_argument("--header", default="", help="text (Markdown) put above the table, e.g. the data set")
+    p.add_argument("--commands", default=None, help="file whose text is appended as the commands that produced it")
+    p.add_argument("--plots", type=int, default=0, help="spectrogram PNGs for this many utterances")
+    p.add_argument("--librimix_split", help="split the extracted ids refer to (for the plots)")
+    p.add_argument("--mixture_type", default="mix_both")
+    p.add_argument("--enroll_map", default=None)
+    p.add_argument("--out", default="RESULTS.md")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from ddtse.audio.io import load_audio
+    from ddtse.errors import DdtseError
+    from ddtse.report import load_row, plot_spectrograms, results_table
+
+    exp = Path(args.exp_dir)
+    rows, extracted = [], {}
+    for spec in args.row:
+        if "=" not in spec:
+            raise DdtseError(f"--row '{spec}' is not LABEL=SCORES_DIR[:EXTRACTED_DIR[:NOTE]]")
+        label, rest = spec.split("=", 1)
+        parts = rest.split(":", 2)
+        scores = exp / parts[0]
+        ext = exp / parts[1] if len(parts) > 1 and parts[1] else None
+        rows.append(load_row(label, scores, ext, parts[2] if len(parts) > 2 else ""))
+        if ext is not None:
+            extracted[label] = ext
+    text = [f"# {args.title}", ""]
+    if args.header:
+        text += [args.header, ""]
+    text.append(results_table(rows))
+    pngs = []
+    if args.plots and args.librimix_split:
+        from ddtse.inference import items_from_librimix
+
+        shown = 0
+        for item in items_from_librimix(args.librimix_split, args.mixture_type, args.enroll_map):
+            ests = {label: d / f"{item.id}.wav" for label, d in extracted.items() if (d / f"{item.id}.wav").exists()}
+            if len(ests) < len(extracted) or not ests:
+                continue
+            info_sr = 16000
+            from ddtse.audio.io import audio_info
+
+            info_sr = audio_info(item.mixture).sample_rate
+            ref = Path(args.librimix_split) / item.id.split("/")[0] / f"{item.id.split('/')[1]}.wav"
+            signals = {"mixture": load_audio(item.mixture, info_sr, channel=0),
+                       "enrollment": load_audio(item.enrollment, info_sr)}
+            signals.update({label: load_audio(p, info_sr) for label, p in ests.items()})
+            signals["reference"] = load_audio(ref, info_sr)
+            png = plot_spectrograms(exp / "plots" / f"{item.id.replace('/', '_')}.png", signals, info_sr, item.id)
+            pngs.append(png)
+            shown += 1
+            if shown >= args.plots:
+                break
+    if pngs:
+        text += ["", "Spectrograms (mixture / enrollment / estimates / reference):", ""]
+        text += [f"- [{p.name}](plots/{p.name})" for p in pngs]
+    if args.commands and Path(args.commands).exists():
+        text += ["", "## Commands", "", "```", Path(args.commands).read_text().strip(), "```"]
+    out = exp / args.out
+    out.write_text("\n".join(text) + "\n")
+    print("\n".join(text[: 4 + len(rows) + 2]))
+    print(f"wrote {out}" + (f" and {len(pngs)} spectrogram PNG(s) in {exp / 'plots'}" if pngs else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,77 @@
+"""Results tables (RESULTS.md) and spectrogram PNGs for experiments."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ddtse.errors import DdtseError
+
+
+def _fmt(value, digits=2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def results_table(rows: list[dict]) -> str:
+    """Markdown table; each row: system, scores (summary.json dict), inference (inference.json dict), note."""
+    lines = ["| system | SI-SDR (dB) | SI-SDRi (dB) | PESQ | ESTOI | NFE | RTF | items | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        s, inf = row.get("scores") or {}, row.get("inference") or {}
+        mean = lambda m: (s.get(m) or {}).get("mean")  # noqa: E731
+        lines.append(
+            f"| {row['system']} | {_fmt(mean('si_sdr'))} | {_fmt(mean('si_sdri'))} | {_fmt(mean('pesq'))} "
+            f"| {_fmt(mean('estoi'), 3)} | {inf.get('nfe_per_item', '–') if inf else '–'} "
+            f"| {_fmt(inf.get('rtf'), 3) if inf else '–'} | {s.get('n_items', '–')} | {row.get('note', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def load_row(system: str, scores_dir: str | Path, inference_dir: str | Path | None = None, note: str = "") -> dict:
+    """Read ``summary.json`` (and ``inference.json``) of one system; missing files give an empty row."""
+    scores_path = Path(scores_dir) / "summary.json"
+    scores = json.loads(scores_path.read_text()) if scores_path.exists() else None
+    inference = None
+    if inference_dir is not None and (Path(inference_dir) / "inference.json").exists():
+        inference = json.loads((Path(inference_dir) / "inference.json").read_text())
+        inference["nfe_per_item"] = int(round(inference["nfe_per_item"]))
+    if scores is None:
+        note = (note + "; " if note else "") + "not run"
+    return {"system": system, "scores": scores, "inference": inference, "note": note}
+
+
+def plot_spectrograms(path: str | Path, signals: dict[str, np.ndarray], sample_rate: int, title: str = "") -> Path:
+    """One PNG with a log-magnitude spectrogram per signal (e.g. mixture, enrollment, estimate, reference)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not signals:
+        raise DdtseError("nothing to plot")
+    n_fft = 512 if sample_rate <= 16000 else 2048
+    fig, axes = plt.subplots(len(signals), 1, figsize=(8, 1.9 * len(signals)), squeeze=False)
+    for ax, (name, wav) in zip(axes[:, 0], signals.items()):
+        wav = np.asarray(wav, dtype=np.float32)
+        hop = n_fft // 4
+        frames = max(1, 1 + (len(wav) - n_fft) // hop)
+        window = np.hanning(n_fft)
+        spec = np.stack([np.abs(np.fft.rfft(window * np.pad(wav, (0, n_fft))[i * hop : i * hop + n_fft]))
+                         for i in range(frames)], axis=1)
+        db = 20 * np.log10(spec + 1e-6)
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
+                  extent=(0, len(wav) / sample_rate, 0, sample_rate / 2000))
+        ax.set_ylabel(f"{name}\nkHz", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

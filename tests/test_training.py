@@ -1,0 +1,214 @@
+"""train.py / infer.py end to end on a tiny corpus: outputs, resume, init_from, checkpoints, DDP, bad inputs."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from ddtse.cli import run_cli
+from ddtse.cli.infer import main as infer_main
+from ddtse.config import load_config
+from ddtse.errors import DdtseError
+from ddtse.extract import Extractor, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from ddtse.data.demo_corpus import build_demo_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "Libri2Mix"
+    build_demo_corpus(root, mixtures={"train-100": 6, "dev": 2, "test": 2},
+                      speakers={"train-100": 3, "dev": 2, "test": 2}, rates=(8000,), seed=3, processes=1)
+    return root
+
+
+def tiny_config(root: Path) -> dict:
+    cfg = load_config(REPO / "conf" / "model" / "tsb_tiny.yaml")
+    split = lambda s, **kw: {"name": "libri2mix", "root": str(root), "split": s, "mode": "min",  # noqa: E731
+                             "mixture_type": "mix_both", **kw}
+    cfg.update({
+        "seed": 0,
+        "data": {"sample_rate": 8000, "batch_size": 2, "valid_batch_size": 2, "num_workers": 0,
+                 "train": split("train-100", segment_seconds=0.5, enrollment_seconds=1.0),
+                 "valid": split("dev", max_items=2), "test": split("test")},
+        "system": {"name": "discriminative", "lr": 1e-3, "ema_decay": 0.9, "val_metric_items": 1},
+        "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "accelerator": "cpu",
+                    "devices": 1, "enable_progress_bar": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1},
+    })
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    from ddtse.training import run_training
+
+    exp = tmp_path_factory.mktemp("exp") / "tsb"
+    trainer = run_training(tiny_config(corpus), exp)
+    return exp, trainer
+
+
+def test_experiment_dir_has_config_checkpoints_logs_and_curves(trained):
+    exp, trainer = trained
+    assert trainer.global_step == 2
+    assert yaml.safe_load((exp / "config.yaml").read_text())["system"]["name"] == "discriminative"
+    assert (exp / "checkpoints" / "last.ckpt").is_file()
+    assert list((exp / "checkpoints").glob("best-*.ckpt"))
+    assert list((exp / "tb").rglob("events.out.tfevents*"))
+    assert (exp / "training_curves.png").stat().st_size > 1000
+    ckpt = load_checkpoint(exp / "checkpoints" / "last.ckpt")  # weights_only=True inside
+    assert ckpt["ddtse_system"] == "discriminative"
+    assert ckpt["hyper_parameters"]["config"]["model"]["name"] == "td_speakerbeam"
+    assert any(k.startswith("ema_model.") for k in ckpt["state_dict"])
+
+
+def test_resume_continues_from_last_checkpoint(trained, corpus, tmp_path):
+    from ddtse.training import run_training
+
+    exp, _ = trained
+    copy = tmp_path / "resumed"
+    shutil.copytree(exp, copy)
+    cfg = tiny_config(corpus)
+    cfg["trainer"]["max_epochs"] = 2
+    trainer = run_training(cfg, copy)
+    assert trainer.current_epoch == 2 and trainer.global_step == 4  # 2 steps restored + 2 new
+    changed = tiny_config(corpus)
+    changed["model"]["H"] = 32
+    with pytest.raises(DdtseError, match="different 'model' config"):
+        run_training(changed, copy)
+
+
+def test_init_from_takes_weights_and_ema_not_optimizer(trained, corpus):
+    from ddtse.training import build_system
+
+    exp, _ = trained
+    cfg = tiny_config(corpus)
+    system = build_system(cfg)
+    system.load_init_weights(str(exp / "checkpoints" / "last.ckpt"))
+    state = load_checkpoint(exp / "checkpoints" / "last.ckpt")["state_dict"]
+    for key, value in system.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    other = tiny_config(corpus)
+    other["model"]["H"] = 32
+    with pytest.raises(DdtseError, match="does not match"):
+        build_system(other).load_init_weights(str(exp / "checkpoints" / "last.ckpt"))
+
+
+def test_extractor_loads_and_extracts_at_any_rate(trained, corpus):
+    exp, _ = trained
+    ext = Extractor.load(exp / "checkpoints" / "last.ckpt", "cpu")
+    mix = sorted((corpus / "wav8k" / "min" / "test" / "mix_both").glob("*.wav"))[0]
+    s1 = corpus / "wav8k" / "min" / "test" / "s1" / mix.name
+    mixture, _ = sf.read(mix, dtype="float32")
+    enrollment, _ = sf.read(s1, dtype="float32")
+    est, info = ext.extract(mixture, enrollment)
+    assert est.shape == mixture.shape and info["nfe"] == 1 and info["rtf"] > 0
+    from ddtse.audio.io import resample
+
+    est16, _ = ext.extract(resample(mixture, 8000, 16000), resample(enrollment, 8000, 16000), 16000)
+    assert est16.shape[0] == resample(mixture, 8000, 16000).shape[0]
+    with pytest.raises(DdtseError, match="needs an enrollment"):
+        ext.extract(mixture)
+    with pytest.raises(DdtseError, match="holds a 'discriminative' model, but a ddtse model is needed"):
+        Extractor.load(exp / "checkpoints" / "last.ckpt", expect="ddtse")
+
+
+def test_foreign_and_malicious_checkpoints_refused(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(DdtseError, match="not a ddtse checkpoint"):
+        load_checkpoint(tmp_path / "foreign.ckpt")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    with open(tmp_path / "evil.ckpt", "wb") as f:
+        pickle.dump({"ddtse_system": "x", "state_dict": Evil()}, f)
+    with pytest.raises(DdtseError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "evil.ckpt")
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(DdtseError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def _infer(argv):
+    return run_cli(infer_main, argv + ["--quiet"])
+
+
+def test_infer_cli_modes_and_bad_inputs(trained, corpus, tmp_path, capsys):
+    exp, _ = trained
+    ckpt = str(exp / "checkpoints" / "last.ckpt")
+    test = corpus / "wav8k" / "min" / "test"
+    mix = sorted((test / "mix_both").glob("*.wav"))[0]
+    enr = test / "s1" / mix.name
+    out = tmp_path / "one.wav"
+    assert _infer(["--ckpt", ckpt, "--mixture", str(mix), "--enrollment", str(enr), "--output", str(out)]) == 0
+    assert sf.info(out).frames == sf.info(mix).frames
+    first = sf.read(out)[0]
+    # no silent overwrite; with --overwrite the same seed gives the same output
+    assert _infer(["--ckpt", ckpt, "--mixture", str(mix), "--enrollment", str(enr), "--output", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert _infer(["--ckpt", ckpt, "--mixture", str(mix), "--enrollment", str(enr), "--output", str(out),
+                   "--overwrite"]) == 0
+    np.testing.assert_array_equal(sf.read(out)[0], first)
+
+    stereo = tmp_path / "stereo.wav"
+    data = sf.read(mix)[0]
+    sf.write(stereo, np.stack([data, data], 1), 8000)
+    cases = {
+        "missing": (["--mixture", str(tmp_path / "nope.wav"), "--enrollment", str(enr), "--output",
+                     str(tmp_path / "x.wav")], "not found"),
+        "stereo": (["--mixture", str(stereo), "--enrollment", str(enr), "--output", str(tmp_path / "s.wav")],
+                   "--channel"),
+        "no_enrollment": (["--mixture", str(mix), "--output", str(tmp_path / "n.wav")], "needs an enrollment"),
+        "two_sources": (["--mixture", str(mix), "--input_dir", str(test)], "exactly one input"),
+    }
+    for name, (argv, message) in cases.items():
+        assert _infer(["--ckpt", ckpt] + argv) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (name, err)
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "s.wav").exists()
+    assert _infer(["--ckpt", ckpt, "--mixture", str(stereo), "--channel", "1", "--enrollment", str(enr),
+                   "--output", str(tmp_path / "s.wav")]) == 0
+
+    bad_list = tmp_path / "bad.csv"
+    bad_list.write_text("name,mixture\na,b.wav\n")
+    assert _infer(["--ckpt", ckpt, "--list", str(bad_list), "--out_dir", str(tmp_path / "l")]) == 2
+    assert "lacks column(s) id" in capsys.readouterr().err
+    good_list = tmp_path / "good.csv"
+    good_list.write_text(f"id,mixture,enrollment\nspk/a,{mix},{enr}\n")
+    assert _infer(["--ckpt", ckpt, "--list", str(good_list), "--out_dir", str(tmp_path / "l")]) == 0
+    assert (tmp_path / "l" / "spk" / "a.wav").is_file() and (tmp_path / "l" / "inference.json").is_file()
+
+
+def test_train_cli_reports_bad_config_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(tmp_path / "none.yaml")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "config file not found" in proc.stderr
+
+
+@pytest.mark.skipif(not shutil.which("torchrun", path=os.path.dirname(sys.executable)), reason="no torchrun")
+def test_two_process_ddp_on_cpu(corpus, tmp_path):
+    """The multi-GPU path (Lightning DDP under torchrun) with the gloo backend on CPU."""
+    cfg = tiny_config(corpus)
+    cfg["trainer"].update({"devices": 2, "strategy": "ddp", "limit_train_batches": 2})
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517", str(REPO / "train.py"),
+                           "--config", str(tmp_path / "ddp.yaml"), "--base_dir", str(tmp_path / "exp")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 2  # 4 items / (2 processes x batch 2) = 1 step per epoch... limited to 2
