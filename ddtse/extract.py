@@ -131,7 +131,8 @@ class Extractor:
         if chunk and wav.shape[-1] > chunk:
             from ddtse.audio.chunking import overlap_add
 
-            estimate = overlap_add(run, wav, chunk, int(overlap_seconds * self.sample_rate), progress=progress)
+            estimate = overlap_add(run, wav, chunk, int(overlap_seconds * self.sample_rate), progress=progress,
+                                   pad_last=False)
         else:
             estimate = run(wav[None])[0]
         seconds = time.perf_counter() - start

@@ -117,19 +117,11 @@ def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both") -> tu
 
 
 def librimix_groups(split_dir: Path) -> dict[str, str]:
-    """mixture_ID -> FF / MM / FM from an info CSV (mixture_ID, speaker_1_sex, speaker_2_sex) in
-    the split's metadata folder; empty when none is present."""
-    meta = split_dir.parent / "metadata"
-    groups: dict[str, str] = {}
-    for path in sorted(meta.glob("*info*.csv")) if meta.is_dir() else []:
-        if split_dir.name not in path.name:
-            continue
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                s1, s2 = row.get("speaker_1_sex"), row.get("speaker_2_sex")
-                if row.get("mixture_ID") and s1 and s2:
-                    groups[row["mixture_ID"]] = "".join(sorted((s1 + s2).upper()))  # FF, FM, MM
-    return groups
+    """mixture_ID -> FF / FM / MM from the tree's speaker-sex info CSV; empty when there is none."""
+    from ddtse.data.librimix import find_info_csv, read_groups as read_info_groups
+
+    info = find_info_csv(split_dir)
+    return read_info_groups(info) if info else {}
 
 
 def read_groups(path: str | Path) -> dict[str, str]:

@@ -111,7 +111,7 @@ def test_librimix_mode_finds_reference_mixture_and_sex_groups(tmp_path, speech_p
     sf.write(split / "s1" / f"{mid}.wav", clean, sr)
     sf.write(split / "s2" / f"{mid}.wav", noisy - clean, sr)
     sf.write(split / "mix_both" / f"{mid}.wav", noisy, sr)
-    (meta / "mixture_test_mix_both_info.csv").write_text(
+    (meta / "libri2mix_test-clean_info.csv").write_text(
         "mixture_ID,speaker_1_ID,speaker_1_sex,speaker_2_ID,speaker_2_sex\n" f"{mid},4077,M,5142,F\n")
     enh = tmp_path / "enh"
     (enh / "s1").mkdir(parents=True)

@@ -191,6 +191,18 @@ def test_infer_cli_modes_and_bad_inputs(trained, corpus, tmp_path, capsys):
     assert (tmp_path / "l" / "spk" / "a.wav").is_file() and (tmp_path / "l" / "inference.json").is_file()
 
 
+def test_infer_librimix_split_batched(trained, corpus, tmp_path):
+    exp, _ = trained
+    split = corpus / "wav8k" / "min" / "test"
+    assert _infer(["--ckpt", str(exp / "checkpoints" / "last.ckpt"), "--librimix_split", str(split),
+                   "--out_dir", str(tmp_path / "b"), "--batch_size", "3"]) == 0
+    outs = sorted((tmp_path / "b").rglob("*.wav"))
+    assert len(outs) == 4  # 2 mixtures x 2 targets, named s<k>/<mixture_ID>.wav
+    for out in outs:
+        ref = split / out.parent.name / out.name
+        assert sf.info(out).frames == sf.info(ref).frames
+
+
 def test_train_cli_reports_bad_config_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(tmp_path / "none.yaml")],
                           capture_output=True, text=True, cwd=tmp_path)

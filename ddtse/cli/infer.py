@@ -32,6 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--snr", type=float, default=None, help="SGMSE+ corrector snr")
     p.add_argument("--chunk_seconds", type=float, default=None, help="process long inputs in chunks of this length")
     p.add_argument("--overlap_seconds", type=float, default=1.0)
+    p.add_argument("--batch_size", type=int, default=1, help="items per forward batch (not with --chunk_seconds)")
     p.add_argument("--limit", type=int, default=None, help="only the first N items (a fixed subset)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
@@ -77,7 +78,7 @@ def main(argv=None):
     opts["seed"] = args.seed
     summary = run_inference(extractor, items, out_dir, overwrite=args.overwrite, subtype=args.subtype,
                             chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                            progress=not args.quiet, channel=args.channel, **opts)
+                            progress=not args.quiet, channel=args.channel, batch_size=args.batch_size, **opts)
     print(f"{summary['items']} item(s) -> {out_dir}  model {summary['model']}  NFE/item {summary['nfe_per_item']:.0f}  "
           f"RTF {summary['rtf']:.3f} ({summary['device']})")
     return 0

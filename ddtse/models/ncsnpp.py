@@ -540,9 +540,9 @@ NCSNPP_PRESETS: dict[str, dict] = {
         num_res_blocks=1, attn_resolutions=[], bottleneck_attention=True, time_conditional=False,
         emb_dim=256, bottleneck_fusion=True,
     ),
-    # CPU demo size: narrow at full resolution, wide only where the maps are small
+    # CPU demo size: 16 channels at full and half resolution, wide only where the maps are small
     "ncsnpp_small": dict(
-        name="ncsnpp", in_channels=2, out_channels=2, nf=16, ch_mult=[1, 2, 2, 4, 8],
+        name="ncsnpp", in_channels=2, out_channels=2, nf=16, ch_mult=[1, 1, 2, 4, 8],
         num_res_blocks=1, attn_resolutions=[16], bottleneck_attention=True, time_conditional=False,
         emb_dim=256, bottleneck_fusion=True,
     ),

@@ -138,8 +138,11 @@ class SpectralSpeakerEncoder(nn.Module):
             raise ValueError(f"enrollment must be (B, Te), got {tuple(enrollment.shape)}")
         if lengths is None:
             lengths = torch.full((enrollment.shape[0],), enrollment.shape[-1], device=enrollment.device)
-        feats = self.features(enrollment)
-        frames = self.valid_frames(lengths.to(feats.device))
+        lengths = lengths.to(enrollment.device)
+        # zero the padding: only an enrollment shorter than one frame would otherwise see it
+        valid = torch.arange(enrollment.shape[-1], device=enrollment.device)[None, :] < lengths[:, None]
+        feats = self.features(enrollment * valid)
+        frames = self.valid_frames(lengths)
         mask = torch.arange(feats.shape[-1], device=feats.device)[None, :] < frames[:, None]
         mean, _ = masked_mean_std(feats, mask)
         h = (feats - mean[..., None]) * mask[:, None, :]  # cepstral mean normalisation

@@ -236,6 +236,11 @@ class TDSpeakerBeam(nn.Module):
             self.aux_out = nn.Identity()
         self.speaker_head = nn.Linear(self.embed_dim, num_speakers) if num_speakers else None
 
+    @property
+    def in_audio_channels(self) -> int:
+        """Mixture channels the model reads: 2 with IPD, else 1 (channel ``ref_channel`` of any input)."""
+        return 2 if self.ipd else 1
+
     # -- framing -----------------------------------------------------------------------------
     def frames_for(self, length):
         """Encoder frames K for ``length`` samples (int or int tensor): 1 + ceil(max(T - L, 0) / S)."""

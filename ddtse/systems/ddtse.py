@@ -182,7 +182,7 @@ class DDTSESystem(SpectralDiffusionSystem):
             raise DdtseError(f"system.stage must be 1 or 2, got {self.stage}")
         self.max_threshold = float(get(config, "system.max_threshold", 0.5))
         self.threshold_epochs = float(get(config, "system.threshold_epochs", 100))
-        self.prior_branch_lambda = str(get(config, "system.prior_branch_lambda", "t1"))
+        self.prior_branch_lambda = str(get(config, "system.prior_branch_lambda", "sampled"))
         if self.prior_branch_lambda not in ("t1", "sampled"):
             raise DdtseError(f"system.prior_branch_lambda must be 't1' or 'sampled', got {self.prior_branch_lambda!r}")
 

@@ -77,6 +77,7 @@ class DiscriminativeSystem(ExtractionSystem):
                             None if lengths is None else lengths.clamp_max(n))
         loss = -sdr.mean()
         logs = {"si_sdr": sdr.mean().detach()}
+        loss = loss + self._loudness_term(estimate[..., :n], target[..., :n], lengths, logs)
         if self.speaker_loss_weight > 0:
             if batch.get("speaker_index") is None:
                 raise DdtseError("system.speaker_loss_weight > 0 needs 'speaker_index' in the batch")
@@ -100,3 +101,18 @@ class DiscriminativeSystem(ExtractionSystem):
         model = self.inference_model(use_ema)
         estimate = self.run_model(model, batch)
         return estimate, {"nfe": 1}
+
+    # --- optional loudness term (focused extractor; spec frontends.md section 4, f0291d5) ---------
+    # ``system.rms_loss_weight`` w (0 = off): adds w * mean_b |RMS(estimate_b) - RMS(target_b)| over
+    # the valid samples, so a scale-invariant model also learns the target's level (128 upstream).
+    def _loudness_term(self, estimate: torch.Tensor, target: torch.Tensor, lengths, logs: dict) -> torch.Tensor:
+        weight = float(get(self.config, "system.rms_loss_weight", 0.0) or 0.0)
+        if weight <= 0:
+            return estimate.new_zeros(())
+        n = estimate.shape[-1]
+        valid = torch.full((estimate.shape[0],), n, device=estimate.device) if lengths is None else lengths.clamp(1, n)
+        mask = (torch.arange(n, device=estimate.device)[None] < valid[:, None]).to(estimate.dtype)
+        rms = lambda x: torch.sqrt((x.float() * mask).pow(2).sum(-1) / valid + 1e-12)  # noqa: E731
+        term = (rms(estimate) - rms(target)).abs().mean()
+        logs["rms_loss"] = term.detach()
+        return weight * term

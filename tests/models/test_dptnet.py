@@ -74,3 +74,25 @@ def test_deterministic_in_eval():
     model = tiny()
     x = torch.randn(1, 1, 77)
     assert torch.equal(model(x), model(x))
+
+
+def test_trains_through_the_discriminative_system_with_loudness_term():
+    from ddtse.systems.discriminative import DiscriminativeSystem
+
+    torch.manual_seed(0)
+    cfg = {
+        "data": {"sample_rate": 8000},
+        "model": {"name": "dptnet", **TINY},
+        "system": {"name": "discriminative", "lr": 1e-3, "ema_decay": 0.0, "rms_loss_weight": 128.0},
+    }
+    system = DiscriminativeSystem(cfg)
+    assert system.needs_enrollment is False
+    target = torch.randn(2, 400) * 0.1
+    batch = {"mixture": (target + 0.05 * torch.randn(2, 400))[:, None], "target": target,
+             "lengths": torch.tensor([400, 300])}
+    loss, logs = system.training_loss(batch)
+    assert torch.isfinite(loss) and "rms_loss" in logs and logs["rms_loss"] > 0
+    loss.backward()
+    assert system.model.encoder.weight.grad is not None
+    estimate, info = system.extract_batch(batch)
+    assert estimate.shape == (2, 400) and info["nfe"] == 1

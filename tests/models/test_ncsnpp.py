@@ -250,8 +250,8 @@ def test_tiny_overfits_one_batch():
 # -- parameter counts ---------------------------------------------------------------------------
 PRESET_COUNTS = {
     "ncsnpp_paper": 65_306_132,
-    "ncsnpp_m": 27_214_478,
-    "ncsnpp_small": 3_748_418,
+    "ncsnpp_m": 27_478_158,
+    "ncsnpp_small": 3_623_472,
     "ncsnpp_tiny": 307_516,
     "ncsnpp_sgmse": 65_590_694,
     "ncsnpp_sgmse_conditional": 71_314_342,

@@ -109,6 +109,7 @@ def test_ipd_of_delayed_tone():
     ipd = torch.atan2(feats[0, bins + k], feats[0, k])[5:-5]  # interior frames
     expected = math.remainder(-2 * math.pi * f * d / fs, 2 * math.pi)
     assert torch.allclose(ipd, torch.full_like(ipd, expected), atol=1e-3)
+    assert model.in_audio_channels == 2 and tiny().in_audio_channels == 1
     with pytest.raises(DdtseError, match="two-channel"):
         model(torch.randn(1, 1, 800), torch.randn(1, 800))
 

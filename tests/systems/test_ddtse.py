@@ -116,10 +116,10 @@ def test_stage2_branches_call_pattern(system, monkeypatch):
         assert loss.requires_grad
 
 
-def test_stage2_prior_branch_uses_lambda_of_one(monkeypatch):
+def test_stage2_prior_branch_lambda_sampled_by_default_or_of_one(monkeypatch):
     torch.manual_seed(0)
-    sysA = SYSTEMS.get("ddtse")(make_config(stage=2))
-    sysB = SYSTEMS.get("ddtse")(make_config(stage=2, prior_branch_lambda="sampled"))
+    sysA = SYSTEMS.get("ddtse")(make_config(stage=2, prior_branch_lambda="t1"))
+    sysB = SYSTEMS.get("ddtse")(make_config(stage=2))  # default: the sampled t, as the reference code
     batch = make_batch()
     for s in (sysA, sysB):
         monkeypatch.setattr(s.sde, "sample_t", lambda n, generator=None, device=None: torch.tensor([0.1, 0.1]))
@@ -267,7 +267,7 @@ def test_configs_load(path, name, stage):
             assert cfg["system"]["ema_decay"] == 0.999
     if "demo" in path:  # small enough to build here
         system = SYSTEMS.get(name)(cfg)
-        assert sum(p.numel() for p in system.model.parameters()) < 1_500_000
+        assert sum(p.numel() for p in system.model.parameters()) < 5_000_000
 
 
 def test_lightning_fit_stage2_with_validation():

@@ -98,9 +98,9 @@ def test_few_steps_lower_the_loss():
     torch.manual_seed(0)
     system = DiscriminativeSystem(config(model={"adaptation": "asa"}))
     optimizer = system.configure_optimizers()
-    batch = make_batch()
+    batch = make_batch(t=1200, te=800)
     losses = []
-    for _ in range(8):
+    for _ in range(6):
         loss, _ = system.training_loss(batch)
         optimizer.zero_grad()
         loss.backward()

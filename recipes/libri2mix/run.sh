@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Libri2Mix target speech extraction recipe (Kaldi style: --stage N --stop_stage M).
+#
+#   0  check the tree, write enrollment maps and lists        (data/prepare_libri2mix.py)
+#   1  train the discriminative front-end (optional)          (train.py --config $frontend_config)
+#   2  DDTSE stage 1                                          (train.py --config $stage1_config)
+#   3  DDTSE stage 2, from stage 1's weights and EMA          (train.py --config $stage2_config)
+#   4  SGMSE+ baseline (optional)                             (train.py --config $sgmse_config)
+#   5  inference on the test split: front-end, DDTSE stage 1 and 2, front-end + DDTSE, SGMSE+
+#   6  scoring (SI-SDR, SI-SDRi, PESQ, ESTOI; per FF/MM/FM group when speaker sex is known)
+#   7  exp/<tag>/RESULTS.md and spectrogram PNGs
+#
+# Example (paper setting, 8 GPUs):
+#   recipes/libri2mix/run.sh --librimix_root /data/Libri2Mix --tag ddtse_paper \
+#       --train_overrides "trainer.devices=8 trainer.strategy=ddp"
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+stage=0
+stop_stage=7
+librimix_root=
+sample_rate=16000
+mode=min
+mixture_type=mix_both
+train_split=train-100
+valid_split=dev
+test_split=test
+tag=libri2mix
+exp_root=exp
+frontend_config=conf/tsb_16k.yaml
+stage1_config=conf/ddtse_stage1.yaml
+stage2_config=conf/ddtse_stage2.yaml
+sgmse_config=conf/sgmse.yaml
+train_overrides=
+K=10
+t_start=1.0
+seed=100
+test_limit=
+baseline_limit=
+device=auto
+jobs=
+plots=3
+. tools/parse_options.sh
+
+[ -n "$librimix_root" ] || { echo "error: --librimix_root is required (the folder holding wav8k/ or wav16k/)" >&2; exit 2; }
+[ -d "$librimix_root" ] || { echo "error: Libri2Mix root not found: $librimix_root" >&2; exit 2; }
+python="$(bash tools/setup_env.sh)"
+exp="$exp_root/$tag"
+lists="$exp/data"
+split_dir="$librimix_root/wav$((sample_rate / 1000))k/$mode/$test_split"
+mkdir -p "$exp/logs"
+commands="$exp/commands.txt"
+[ "$stage" -le 0 ] && : > "$commands"
+
+run() {  # run and record a command
+  echo "$*" >> "$commands"
+  echo "+ $*" >&2
+  "$@"
+}
+
+data_overrides=()
+for s in train valid test; do
+  data_overrides+=("data.$s.root=$librimix_root" "data.$s.mode=$mode" "data.$s.mixture_type=$mixture_type"
+                   "data.$s.lists_dir=$lists")
+done
+data_overrides+=("data.train.split=$train_split" "data.valid.split=$valid_split" "data.test.split=$test_split"
+                 "data.sample_rate=$sample_rate")
+read -r -a extra <<< "$train_overrides"
+
+train() {  # train NAME CONFIG [overrides...]
+  local name=$1 config=$2; shift 2
+  run "$python" train.py --config "$config" --base_dir "$exp/$name" "${data_overrides[@]}" "$@" "${extra[@]}"
+}
+
+map="$lists/$test_split/map_mixture2enrollment"
+infer() {  # infer NAME LIMIT ARGS...
+  local name=$1 limit=$2; shift 2
+  local out="$exp/extracted/$test_split/$name"
+  run "$python" infer.py "$@" --librimix_split "$split_dir" --mixture_type "$mixture_type" --enroll_map "$map" \
+      --out_dir "$out" --overwrite --seed "$seed" --device "$device" ${limit:+--limit "$limit"}
+}
+
+score() {  # score NAME [extra calc_metrics args]
+  local name=$1; shift
+  run "$python" calc_metrics.py --librimix_split "$split_dir" --mixture_type "$mixture_type" \
+      --out_dir "$exp/scores/$test_split/$name" --overwrite --allow_missing --title "$name" ${jobs:+--jobs "$jobs"} "$@"
+}
+
+ckpt() { echo "$exp/$1/checkpoints/last.ckpt"; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  echo "== stage 0: check $librimix_root, write enrollment maps and lists to $lists"
+  run "$python" data/prepare_libri2mix.py --root "$librimix_root" --out "$lists" --splits "$train_split" "$valid_split" \
+      "$test_split" --sample-rate "$sample_rate" --mode "$mode" --types "$mixture_type"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && [ -n "$frontend_config" ]; then
+  echo "== stage 1: front-end ($frontend_config)"
+  train frontend "$frontend_config"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "== stage 2: DDTSE stage 1 ($stage1_config)"
+  train ddtse_stage1 "$stage1_config"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "== stage 3: DDTSE stage 2 ($stage2_config)"
+  train ddtse_stage2 "$stage2_config" "system.init_from=$(ckpt ddtse_stage1)"
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -n "$sgmse_config" ]; then
+  echo "== stage 4: SGMSE+ baseline ($sgmse_config)"
+  train sgmse "$sgmse_config"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  echo "== stage 5: inference on $split_dir"
+  if [ -n "$frontend_config" ]; then
+    infer frontend "$test_limit" --ckpt "$(ckpt frontend)"
+    infer frontend+ddtse "$test_limit" --ckpt "$(ckpt frontend)" --refine_ckpt "$(ckpt ddtse_stage2)" \
+        --t_start "$t_start" --K "$K"
+  fi
+  infer ddtse_stage1 "$test_limit" --ckpt "$(ckpt ddtse_stage1)" --K "$K"
+  infer ddtse_stage2 "$test_limit" --ckpt "$(ckpt ddtse_stage2)" --K "$K"
+  [ -n "$sgmse_config" ] && infer sgmse "${baseline_limit:-$test_limit}" --ckpt "$(ckpt sgmse)"
+fi
+
+systems=(ddtse_stage1 ddtse_stage2)
+[ -n "$frontend_config" ] && systems=(frontend "${systems[@]}" frontend+ddtse)
+[ -n "$sgmse_config" ] && systems+=(sgmse)
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "== stage 6: scoring"
+  if [ -n "$test_limit" ]; then  # score the mixture on the same items as the systems
+    score mixture --enhanced_dir "$exp/extracted/$test_split/ddtse_stage2" --score_mixture
+  else
+    score mixture --score_mixture
+  fi
+  for name in "${systems[@]}"; do
+    score "$name" --enhanced_dir "$exp/extracted/$test_split/$name"
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  echo "== stage 7: results table"
+  label() { case $1 in
+      frontend) echo "front-end ($(basename "$frontend_config" .yaml))";;
+      ddtse_stage1) echo "DDTSE stage 1 (K=$K)";; ddtse_stage2) echo "DDTSE stage 2 (K=$K)";;
+      frontend+ddtse) echo "front-end + DDTSE (t_start=$t_start)";; sgmse) echo "SGMSE+ baseline (PC, N=30)";;
+      *) echo "$1";; esac; }
+  rows=(--row "mixture=scores/$test_split/mixture")
+  for name in "${systems[@]}"; do
+    note=""
+    [ "$name" = sgmse ] && [ -n "$baseline_limit" ] && note="fixed subset: first $baseline_limit items"
+    rows+=(--row "$(label "$name")=scores/$test_split/$name:extracted/$test_split/$name:$note")
+  done
+  header="Libri2Mix-$( [ "$mixture_type" = mix_both ] && echo noisy || echo clean ) ($mixture_type), \
+$((sample_rate / 1000)) kHz, $mode, split $test_split${test_limit:+ (first $test_limit items)}; PESQ \
+$( [ "$sample_rate" = 8000 ] && echo NB || echo WB ); data: $librimix_root; device: $device."
+  "$python" -m ddtse.cli.report --exp_dir "$exp" "${rows[@]}" --title "Results: $tag" --header "$header" \
+      --commands "$commands" --plots "$plots" --librimix_split "$split_dir" --mixture_type "$mixture_type" \
+      --enroll_map "$map"
+fi
