@@ -88,10 +88,12 @@ def _unique_by_name(index: dict[str, Path]) -> dict[str, Path]:
     return {Path(k).name: p for k, p in index.items() if counts[Path(k).name] == 1}
 
 
-def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both") -> tuple[list[ScoreItem], list[str]]:
+def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both",
+                  score_mixture: bool = False) -> tuple[list[ScoreItem], list[str]]:
     """Items of a Libri2Mix split: estimates at ``<enhanced>/s<k>/<mixture_ID>.wav``, references at
     ``<split>/s<k>/``, mixtures at ``<split>/<mixture_type>/``; the groups (FF/MM/FM) come from the
-    tree's speaker-sex info CSV when there is one. ``enhanced_dir=None`` scores the mixture itself."""
+    tree's speaker-sex info CSV when there is one. ``score_mixture`` scores the mixture itself as the
+    estimate (the baseline row), on the items present in ``enhanced_dir`` when one is given."""
     split_dir = _require_dir(split_dir, "Libri2Mix split")
     enhanced_dir = _require_dir(enhanced_dir, "enhanced") if enhanced_dir is not None else None
     mix_root = split_dir / mixture_type
@@ -99,6 +101,8 @@ def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both") -> tu
         raise DdtseError(f"{split_dir} has no '{mixture_type}' folder; is it a Libri2Mix split (e.g. wav16k/min/test)?")
     groups = librimix_groups(split_dir)
     ests = _index(enhanced_dir) if enhanced_dir is not None else {}
+    if enhanced_dir is None and not score_mixture:
+        raise DdtseError("give the folder of extracted audio")
     items, missing = [], []
     for k in (1, 2):
         src = split_dir / f"s{k}"
@@ -106,7 +110,12 @@ def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both") -> tu
             raise DdtseError(f"{split_dir} has no s{k} folder")
         for ref in sorted(src.glob("*.wav")):
             key = f"s{k}/{ref.stem}"
-            est = ests.get(key) if enhanced_dir is not None else mix_root / ref.name
+            if score_mixture and (enhanced_dir is None or key in ests):
+                est = mix_root / ref.name
+            elif score_mixture:
+                continue  # not in the subset being compared
+            else:
+                est = ests.get(key)
             if est is None:
                 missing.append(key)
                 continue
@@ -293,3 +302,33 @@ def _nan_to_none(obj):
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
+
+
+def score_dataset(extractor, dataset, out_dir: str | Path | None = None, *, limit: int | None = None,
+                  metrics=METRIC_NAMES, progress: bool = True, title: str | None = None, **opts) -> ScoreReport:
+    """Run ``extractor`` over a dataset's items (e.g. dynamic mixtures that exist only in memory)
+    and score each estimate against the item's target; writes the same files as ``score_items``."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    rows = []
+    sr = dataset.sample_rate if hasattr(dataset, "sample_rate") else extractor.sample_rate
+    for index in tqdm(range(n), desc="evaluating", unit="utt", disable=not progress):
+        item = dataset[index]
+        if "target" not in item:
+            raise DdtseError(f"dataset item {item.get('id', index)} has no target to score against")
+        mixture = np.asarray(item["mixture"], dtype=np.float32)
+        mixture = mixture[None] if mixture.ndim == 1 else mixture
+        estimate, info = extractor.extract(mixture, item.get("enrollment"), sr, **opts)
+        row = {"id": item.get("id", str(index))}
+        if item.get("group"):
+            row["group"] = item["group"]
+        row.update(compute_metrics(np.asarray(item["target"], np.float32), estimate, sr, mixture[0], metrics))
+        row["nfe"] = info.get("nfe", 1)
+        rows.append(row)
+    summary = summarise(rows, metrics)
+    summary.update({"n_items": len(rows), "n_missing": 0, "sample_rates": [sr]})
+    if "pesq" in metrics:
+        rate, mode = pesq_mode(sr)
+        summary["pesq_mode"] = f"{mode.upper()}@{rate // 1000}k"
+    if out_dir is not None:
+        write_report(Path(out_dir), rows, summary, metrics, title)
+    return ScoreReport(rows, summary)

@@ -122,6 +122,12 @@ def test_librimix_mode_finds_reference_mixture_and_sex_groups(tmp_path, speech_p
     summary = json.loads((tmp_path / "l" / "summary.json").read_text())
     assert summary["n_items"] == 2 and list(summary["groups"]) == ["FM"]
     assert summary["si_sdri"]["mean"] > 5
+    (enh / "s2" / f"{mid}.wav").unlink()  # the mixture row is scored on the extracted subset only
+    assert score(["--librimix_split", str(split), "--enhanced_dir", str(enh), "--score_mixture",
+                  "--out_dir", str(tmp_path / "m")]) == 0
+    mixture = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert mixture["n_items"] == 1 and mixture["si_sdri"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert mixture["si_sdr"]["mean"] == pytest.approx(si_sdr(noisy, clean), abs=1e-3)
 
 
 @pytest.mark.parametrize("case", ["wrong_path", "empty_dir", "no_mode", "bad_metric"])

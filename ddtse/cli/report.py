@@ -12,7 +12,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Collect scores into a results table and plot spectrograms.")
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--row", action="append", default=[],
-                   help="LABEL=SCORES_DIR[:EXTRACTED_DIR[:NOTE]] (paths relative to --exp_dir); repeatable")
+                   help="LABEL|SCORES_DIR[|EXTRACTED_DIR[|NOTE]] (paths relative to --exp_dir); repeatable")
     p.add_argument("--title", default="Results")
     p.add_argument("--header", default="", help="text (Markdown) put above the table, e.g. the data set")
     p.add_argument("--commands", default=None, help="file whose text is appended as the commands that produced it")
@@ -26,20 +26,19 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ddtse.audio.io import load_audio
+    from ddtse.audio.io import audio_info, load_audio
     from ddtse.errors import DdtseError
     from ddtse.report import load_row, plot_spectrograms, results_table
 
     exp = Path(args.exp_dir)
     rows, extracted = [], {}
     for spec in args.row:
-        if "=" not in spec:
-            raise DdtseError(f"--row '{spec}' is not LABEL=SCORES_DIR[:EXTRACTED_DIR[:NOTE]]")
-        label, rest = spec.split("=", 1)
-        parts = rest.split(":", 2)
-        scores = exp / parts[0]
-        ext = exp / parts[1] if len(parts) > 1 and parts[1] else None
-        rows.append(load_row(label, scores, ext, parts[2] if len(parts) > 2 else ""))
+        parts = spec.split("|")
+        if len(parts) < 2 or len(parts) > 4:
+            raise DdtseError(f"--row '{spec}' is not LABEL|SCORES_DIR[|EXTRACTED_DIR[|NOTE]]")
+        label, scores = parts[0], exp / parts[1]
+        ext = exp / parts[2] if len(parts) > 2 and parts[2] else None
+        rows.append(load_row(label, scores, ext, parts[3] if len(parts) > 3 else ""))
         if ext is not None:
             extracted[label] = ext
     text = [f"# {args.title}", ""]
@@ -55,9 +54,6 @@ def main(argv=None):
             ests = {label: d / f"{item.id}.wav" for label, d in extracted.items() if (d / f"{item.id}.wav").exists()}
             if len(ests) < len(extracted) or not ests:
                 continue
-            info_sr = 16000
-            from ddtse.audio.io import audio_info
-
             info_sr = audio_info(item.mixture).sample_rate
             ref = Path(args.librimix_split) / item.id.split("/")[0] / f"{item.id.split('/')[1]}.wav"
             signals = {"mixture": load_audio(item.mixture, info_sr, channel=0),

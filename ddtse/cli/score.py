@@ -17,7 +17,8 @@ def parse_args(argv=None):
     p.add_argument("--gt_dir", help="reference (clean target) folder; files matched by relative path or name")
     p.add_argument("--enhanced_dir", help="folder of extracted audio")
     p.add_argument("--score_mixture", action="store_true",
-                   help="Libri2Mix mode: score the unprocessed mixture (the baseline row)")
+                   help="Libri2Mix mode: score the unprocessed mixture (the baseline row); with "
+                        "--enhanced_dir, only on the items extracted there")
     p.add_argument("--mix_dir", help="mixture folder, for SI-SDRi")
     p.add_argument("--librimix_split", help="a Libri2Mix split folder (e.g. Libri2Mix/wav16k/min/test)")
     p.add_argument("--mixture_type", default="mix_both", help="Libri2Mix mixture folder (mix_both, mix_clean)")
@@ -47,8 +48,8 @@ def main(argv=None):
     if not args.enhanced_dir and not args.score_mixture:
         raise DdtseError("give --enhanced_dir (the extracted audio)")
     if args.librimix_split:
-        enhanced_dir = None if args.score_mixture else args.enhanced_dir
-        items, missing = pair_librimix(args.librimix_split, enhanced_dir, args.mixture_type)
+        items, missing = pair_librimix(args.librimix_split, args.enhanced_dir, args.mixture_type,
+                                       score_mixture=args.score_mixture)
     elif args.gt_dir:
         items, missing = pair_folders(args.gt_dir, args.enhanced_dir, args.mix_dir)
     else:

@@ -21,7 +21,7 @@ python="$(bash tools/setup_env.sh)"
 case "$size" in
   default)
     mixtures="train-100=800,dev=40,test=40"; speakers="train-100=32,dev=8,test=8"
-    test_limit=40; baseline_limit=10; plots=3
+    test_limit=12; baseline_limit=3; plots=3
     overrides="" ;;
   tiny)
     mixtures="train-100=12,dev=2,test=2"; speakers="train-100=4,dev=2,test=2"

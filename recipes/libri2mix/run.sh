@@ -149,11 +149,11 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
       ddtse_stage1) echo "DDTSE stage 1 (K=$K)";; ddtse_stage2) echo "DDTSE stage 2 (K=$K)";;
       frontend+ddtse) echo "front-end + DDTSE (t_start=$t_start)";; sgmse) echo "SGMSE+ baseline (PC, N=30)";;
       *) echo "$1";; esac; }
-  rows=(--row "mixture=scores/$test_split/mixture")
+  rows=(--row "mixture|scores/$test_split/mixture")
   for name in "${systems[@]}"; do
     note=""
     [ "$name" = sgmse ] && [ -n "$baseline_limit" ] && note="fixed subset: first $baseline_limit items"
-    rows+=(--row "$(label "$name")=scores/$test_split/$name:extracted/$test_split/$name:$note")
+    rows+=(--row "$(label "$name")|scores/$test_split/$name|extracted/$test_split/$name|$note")
   done
   header="Libri2Mix-$( [ "$mixture_type" = mix_both ] && echo noisy || echo clean ) ($mixture_type), \
 $((sample_rate / 1000)) kHz, $mode, split $test_split${test_limit:+ (first $test_limit items)}; PESQ \

@@ -25,6 +25,15 @@ VARIANTS = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: faster and steadier than two on the shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny(**kw):
     torch.manual_seed(0)
     return TDSpeakerBeam(**{**TINY, **kw})
@@ -137,7 +146,8 @@ def test_gradient_checkpointing_same_gradients():
 
 @pytest.mark.parametrize("name", ["tsb.yaml", "tsb_paper.yaml", "tsb_asa.yaml", "tsb_asa_mp.yaml",
                                   "tsb_ipd.yaml", "demo/tsb.yaml", "demo/tsb_asa.yaml",
-                                  "demo/tsb_asa_mp.yaml", "demo/tsb_ipd.yaml"])
+                                  "demo/tsb_asa_mp.yaml", "demo/tsb_ipd.yaml", "tsb_16k.yaml",
+                                  "demo/tsb_16k.yaml"])
 def test_configs_build(name):
     cfg = load_config(CONF / name)
     assert cfg["model"]["name"] == "td_speakerbeam" and cfg["system"]["name"] == "discriminative"
