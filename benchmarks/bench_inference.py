@@ -67,7 +67,8 @@ def main():
             ("SGMSE+ PC N=30", 60, lambda: sgmse.extract_batch(batch, use_ema=False, N=30, seed=0)),
         ]
         for name, nfe, fn in runs:
-            seconds = timed(fn, repeats=args.repeats if nfe < 60 else max(1, args.repeats - 1), warmup=1, device=dev)
+            seconds = timed(fn, repeats=args.repeats if nfe < 60 else max(1, args.repeats - 1),
+                            warmup=2 if nfe == 1 else 1, device=dev)
             rows.append({"run": name, "nfe": nfe, "seconds": seconds, "rtf": seconds / args.seconds})
             print(f"{name}: {seconds:.3f} s", flush=True)
     by = {r["run"]: r for r in rows}
