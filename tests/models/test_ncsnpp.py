@@ -27,13 +27,7 @@ from ddtse.registry import MODELS
 from tests.conftest import REPO
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread avoids OpenMP spin-waits when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(module: torch.nn.Module) -> int:

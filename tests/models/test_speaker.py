@@ -9,12 +9,7 @@ from ddtse.models.speaker import PrecomputedEmbedding, SpectralSpeakerEncoder, m
 from ddtse.registry import MODELS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_encoder(**overrides) -> SpectralSpeakerEncoder:

@@ -13,12 +13,7 @@ from ddtse.systems.ddtse import DDTSESystem, stage2_branch, stage2_threshold, st
 SR = 4000  # 64 bins, hop 32: a 0.5 s clip is 63 frames -> padded to 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_config(stage=1, **system):

@@ -11,13 +11,7 @@ from ddtse.systems.discriminative import DiscriminativeSystem
 TINY_MODEL = dict(name="td_speakerbeam", N=16, L=8, B=16, H=24, X=2, R=1, adapt_layer=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: faster and steadier than two on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(model=None, **system):
