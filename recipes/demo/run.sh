@@ -4,7 +4,7 @@
 # SGMSE+ baseline, scoring, exp/<tag>/RESULTS.md and spectrogram PNGs.
 #
 #   bash recipes/demo/run.sh                 # about 15 minutes on 2 CPU cores
-#   bash recipes/demo/run.sh --size tiny     # a one-minute plumbing check (what CI runs)
+#   bash recipes/demo/run.sh --size tiny     # a two-minute plumbing check (what the test suite runs)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
