@@ -106,8 +106,6 @@ class Extractor:
         mix = resample(mix, sr_in, self.sample_rate)
         enr = None if enrollment is None else resample(np.asarray(enrollment, np.float32).reshape(-1), sr_in, self.sample_rate)
         init = None if initial_estimate is None else resample(np.asarray(initial_estimate, np.float32).reshape(-1), sr_in, self.sample_rate)
-        if self.needs_enrollment and enr is None:
-            raise DdtseError(f"the '{self.name}' model needs an enrollment recording of the target speaker")
         start = time.perf_counter()
         info: dict = {}
 

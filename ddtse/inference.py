@@ -148,28 +148,22 @@ def _load_item(item: InferenceItem, channels: int, channel: int | None):
 def _extract_group(extractor, loaded, **opts) -> tuple[list[np.ndarray], dict]:
     """Extract several items in one padded batch at the model's rate; each output back at its own rate."""
     from ddtse.audio.io import resample
+    from ddtse.data.datamodule import collate_batch
 
     sr_model = extractor.sample_rate
-    mixtures = [resample(m, sr, sr_model) for m, _, sr in loaded]
-    batch = {"mixture": _pad([torch.from_numpy(m) for m in mixtures]),
-             "lengths": torch.tensor([m.shape[-1] for m in mixtures])}
-    if all(e is not None for _, e, _ in loaded):
-        enrollments = [torch.from_numpy(resample(e, sr, sr_model)) for _, e, sr in loaded]
-        batch["enrollment"] = _pad(enrollments)
-        batch["enrollment_lengths"] = torch.tensor([e.shape[-1] for e in enrollments])
+    items = []
+    for i, (mixture, enrollment, sr) in enumerate(loaded):
+        item = {"id": str(i), "mixture": resample(mixture, sr, sr_model)}
+        if enrollment is not None:
+            item["enrollment"] = resample(enrollment, sr, sr_model)
+        items.append(item)
+    batch = collate_batch(items)
+    batch.pop("ids")
     start = time.perf_counter()
     estimate, info = extractor.extract_batch(batch, **opts)
     info["seconds"] = time.perf_counter() - start
     outs = []
     for b, (mixture, _, sr) in enumerate(loaded):
-        est = estimate[b, : mixtures[b].shape[-1]].numpy()
+        est = estimate[b, : int(batch["lengths"][b])].numpy()
         outs.append(resample(est, sr_model, sr)[: mixture.shape[-1]])
     return outs, info
-
-
-def _pad(tensors: list[torch.Tensor]) -> torch.Tensor:
-    longest = max(t.shape[-1] for t in tensors)
-    out = torch.zeros((len(tensors), *tensors[0].shape[:-1], longest))
-    for i, t in enumerate(tensors):
-        out[i, ..., : t.shape[-1]] = t
-    return out

@@ -160,24 +160,30 @@ def apply_groups(items: list[ScoreItem], groups: dict[str, str]) -> None:
 
 
 # -- scoring --------------------------------------------------------------------------------
+def _load_first_channel(path: Path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """(first channel of ``path`` at ``sample_rate`` (default: its own), the file's own rate)."""
+    info = audio_info(path)
+    wav = load_audio(path, sample_rate, channel=0 if info.channels > 1 else None)
+    return wav, info.sample_rate
+
+
+def _pesq_mode_label(rates) -> str:
+    """How PESQ ran for these reference rates, e.g. ``WB@16k`` or ``NB@8k/WB@16k``."""
+    return "/".join(sorted({f"{pesq_mode(sr)[1].upper()}@{pesq_mode(sr)[0] // 1000}k" for sr in rates}))
+
+
 def _score_one(args) -> dict:
     item, metrics = args
-    info = audio_info(item.reference)
-    sr = info.sample_rate
-    ref = load_audio(item.reference, channel=0 if info.channels > 1 else None)
-    est_info = audio_info(item.estimate)
-    est = load_audio(item.estimate, sr, channel=0 if est_info.channels > 1 else None)
-    mix = None
-    if item.mixture is not None:
-        mix_info = audio_info(item.mixture)
-        mix = load_audio(item.mixture, sr, channel=0 if mix_info.channels > 1 else None)
+    ref, sr = _load_first_channel(item.reference)
+    est, est_rate = _load_first_channel(item.estimate, sr)
+    mix = _load_first_channel(item.mixture, sr)[0] if item.mixture is not None else None
     lengths = {len(ref), len(est)} | ({len(mix)} if mix is not None else set())
     row = {"id": item.id}
     if item.group is not None:
         row["group"] = item.group
     row.update(compute_metrics(ref, est, sr, mix, metrics))
     row["_trimmed"] = len(lengths) > 1
-    row["_resampled"] = est_info.sample_rate != sr
+    row["_resampled"] = est_rate != sr
     row["_rate"] = sr
     return row
 
@@ -269,8 +275,7 @@ def score_items(items: list[ScoreItem], out_dir: str | Path | None = None, *, jo
         "sample_rates": rates,
     })
     if "pesq" in metrics:
-        modes = {f"{pesq_mode(sr)[1].upper()}@{pesq_mode(sr)[0] // 1000}k" for sr in rates}
-        summary["pesq_mode"] = "/".join(sorted(modes))
+        summary["pesq_mode"] = _pesq_mode_label(rates)
     if summary["n_resampled"]:
         warnings.warn(f"{summary['n_resampled']} estimate(s) at another sample rate were resampled")
     clean_rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
@@ -327,8 +332,7 @@ def score_dataset(extractor, dataset, out_dir: str | Path | None = None, *, limi
     summary = summarise(rows, metrics)
     summary.update({"n_items": len(rows), "n_missing": 0, "sample_rates": [sr]})
     if "pesq" in metrics:
-        rate, mode = pesq_mode(sr)
-        summary["pesq_mode"] = f"{mode.upper()}@{rate // 1000}k"
+        summary["pesq_mode"] = _pesq_mode_label([sr])
     if out_dir is not None:
         write_report(Path(out_dir), rows, summary, metrics, title)
     return ScoreReport(rows, summary)
