@@ -30,6 +30,8 @@ def items_from_list(path: str | Path) -> list[InferenceItem]:
     if not path.is_file():
         raise DdtseError(f"list file not found: {path}")
     text = path.read_text()
+    if not text.strip():
+        raise DdtseError(f"list file is empty: {path}")
     dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
     rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
     if not rows:

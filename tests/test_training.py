@@ -181,6 +181,10 @@ def test_infer_cli_modes_and_bad_inputs(trained, corpus, tmp_path, capsys):
     assert _infer(["--ckpt", ckpt, "--mixture", str(stereo), "--channel", "1", "--enrollment", str(enr),
                    "--output", str(tmp_path / "s.wav")]) == 0
 
+    for text in ("", "id,mixture\n"):  # zero bytes, or a header without rows
+        (tmp_path / "empty.csv").write_text(text)
+        assert _infer(["--ckpt", ckpt, "--list", str(tmp_path / "empty.csv"), "--out_dir", str(tmp_path / "e")]) == 2
+        assert "list file is empty" in capsys.readouterr().err
     bad_list = tmp_path / "bad.csv"
     bad_list.write_text("name,mixture\na,b.wav\n")
     assert _infer(["--ckpt", ckpt, "--list", str(bad_list), "--out_dir", str(tmp_path / "l")]) == 2
