@@ -52,6 +52,9 @@ class ExtractionSystem(L.LightningModule):
         from ddtse.extract import load_checkpoint
 
         ckpt = load_checkpoint(path)
+        theirs = (ckpt.get("hyper_parameters") or {}).get("config")
+        if isinstance(theirs, dict):
+            self.check_init_config(theirs, path)
         state = ckpt["state_dict"]
         own = self.state_dict()
         missing = [k for k in own if k not in state]
@@ -63,6 +66,12 @@ class ExtractionSystem(L.LightningModule):
         self.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
         if self.ema_model is not None and any(k.startswith("ema_model.") for k in missing):
             self.ema_model.load_state_dict(self.model.state_dict())
+
+    def check_init_config(self, theirs: dict, path: str) -> None:
+        """Refuse to start from a checkpoint whose input representation differs from ours."""
+        rate = int(get(theirs, "data.sample_rate", 16000))
+        if rate != self.sample_rate:
+            raise DdtseError(f"{path} was trained at {rate} Hz, this run is at {self.sample_rate} Hz")
 
     # -- to implement ----------------------------------------------------------------------
     def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:

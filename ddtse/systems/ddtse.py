@@ -82,6 +82,17 @@ class SpectralDiffusionSystem(ExtractionSystem):
         self.seed = int(config.get("seed", 0) or 0)
         self._batch_idx = 0
 
+    def check_init_config(self, theirs: dict, path: str) -> None:
+        super().check_init_config(theirs, path)
+        rate = int(get(theirs, "data.sample_rate", 16000))
+        try:
+            their_spec = SpecConfig.for_rate(rate, **dict(get(theirs, "system.spec", {}) or {}))
+        except TypeError:
+            their_spec = None
+        if their_spec != self.spec.config:
+            raise DdtseError(f"{path} was trained on another spectrogram ({their_spec}); this run uses "
+                             f"{self.spec.config}: set the same system.spec")
+
     # -- network plumbing ------------------------------------------------------------------
     @staticmethod
     def _backbone(net: torch.nn.Module) -> torch.nn.Module:

@@ -47,5 +47,5 @@ bash recipes/libri2mix/run.sh --librimix_root "$corpus_dir" --sample_rate 16000 
     --frontend_config conf/demo/tsb_16k.yaml --stage1_config conf/demo/ddtse_stage1.yaml \
     --stage2_config conf/demo/ddtse_stage2.yaml --sgmse_config conf/demo/sgmse.yaml \
     --train_overrides "$overrides" --test_limit "$test_limit" --baseline_limit "$baseline_limit" \
-    --plots "$plots" --device cpu
+    --plots "$plots" --device cpu --K "3 0 10"
 echo "demo finished in $(( $(date +%s) - start )) s (after the corpus); results: $exp_root/$tag/RESULTS.md"

@@ -32,7 +32,7 @@ stage1_config=conf/ddtse_stage1.yaml
 stage2_config=conf/ddtse_stage2.yaml
 sgmse_config=conf/sgmse.yaml
 train_overrides=
-K=10
+K=10                  # DDTSE re-noise steps; a list ("3 10") adds stage-2 rows for the others
 t_start=1.0
 seed=100
 test_limit=
@@ -44,6 +44,12 @@ plots=3
 
 [ -n "$librimix_root" ] || { echo "error: --librimix_root is required (the folder holding wav8k/ or wav16k/)" >&2; exit 2; }
 [ -d "$librimix_root" ] || { echo "error: Libri2Mix root not found: $librimix_root" >&2; exit 2; }
+read -r -a K_list <<< "$K"
+[ "${#K_list[@]}" -ge 1 ] || { echo "error: --K needs at least one value" >&2; exit 2; }
+for k in "${K_list[@]}"; do
+  [[ "$k" =~ ^[0-9]+$ ]] || { echo "error: --K takes non-negative integers, got '$k'" >&2; exit 2; }
+done
+K=${K_list[0]}; more_K=("${K_list[@]:1}")
 python="$(bash tools/setup_env.sh)"
 exp="$exp_root/$tag"
 lists="$exp/data"
@@ -123,10 +129,14 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   fi
   infer ddtse_stage1 "$test_limit" --ckpt "$(ckpt ddtse_stage1)" --K "$K"
   infer ddtse_stage2 "$test_limit" --ckpt "$(ckpt ddtse_stage2)" --K "$K"
+  for k in "${more_K[@]}"; do
+    infer "ddtse_stage2_K$k" "$test_limit" --ckpt "$(ckpt ddtse_stage2)" --K "$k"
+  done
   [ -n "$sgmse_config" ] && infer sgmse "${baseline_limit:-$test_limit}" --ckpt "$(ckpt sgmse)"
 fi
 
 systems=(ddtse_stage1 ddtse_stage2)
+for k in "${more_K[@]}"; do systems+=("ddtse_stage2_K$k"); done
 [ -n "$frontend_config" ] && systems=(frontend "${systems[@]}" frontend+ddtse)
 [ -n "$sgmse_config" ] && systems+=(sgmse)
 
@@ -147,6 +157,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   label() { case $1 in
       frontend) echo "front-end ($(basename "$frontend_config" .yaml))";;
       ddtse_stage1) echo "DDTSE stage 1 (K=$K)";; ddtse_stage2) echo "DDTSE stage 2 (K=$K)";;
+      ddtse_stage2_K*) echo "DDTSE stage 2 (K=${1#ddtse_stage2_K})";;
       frontend+ddtse) echo "front-end + DDTSE (t_start=$t_start)";; sgmse) echo "SGMSE+ baseline (PC, N=30)";;
       *) echo "$1";; esac; }
   rows=(--row "mixture|scores/$test_split/mixture")

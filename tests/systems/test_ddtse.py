@@ -292,3 +292,35 @@ def test_lightning_fit_stage2_with_validation():
     assert sum(m[f"train/branch_{b}"].item() for b in ("stage1", "prior", "renoise")) == 1.0
     assert torch.isfinite(m["val/si_sdr"]) and m["val/nfe"].item() == 2
     assert any(not torch.equal(a, b) for a, b in zip(ema_before, s.ema_model.parameters()))
+
+
+def test_init_from_refuses_another_spectrogram(tmp_path):
+    """Stage 2 starting from a stage-1 checkpoint trained on another compressed-STFT scale (or rate)
+    is one clear error, not weights silently applied to a different input representation."""
+    torch.manual_seed(0)
+    stage1 = SYSTEMS.get("ddtse")(make_config(spec={"beta": 1.0}))
+    path = tmp_path / "stage1.ckpt"
+    torch.save({"state_dict": stage1.state_dict(), "hyper_parameters": {"config": stage1.config},
+                "ddtse_system": "ddtse"}, path)
+    same = SYSTEMS.get("ddtse")(make_config(stage=2, spec={"beta": 1.0}))
+    same.load_init_weights(str(path))
+    assert all(torch.equal(v, stage1.state_dict()[k]) for k, v in same.state_dict().items())
+    with pytest.raises(DdtseError, match="another spectrogram"):
+        SYSTEMS.get("ddtse")(make_config(stage=2)).load_init_weights(str(path))
+    other_rate = make_config(stage=2, spec={"beta": 1.0})
+    other_rate["data"]["sample_rate"] = 8000
+    other_rate["model"]["speaker"]["sample_rate"] = 8000
+    with pytest.raises(DdtseError, match="trained at 4000 Hz"):
+        SYSTEMS.get("ddtse")(other_rate).load_init_weights(str(path))
+
+
+def test_demo_configs_share_one_spectrogram_scale():
+    from pathlib import Path
+
+    from ddtse.config import load_config
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    specs = [load_config(conf / "demo" / name)["system"].get("spec") for name in
+             ("ddtse_stage1.yaml", "ddtse_stage2.yaml", "sgmse.yaml")]
+    assert specs == [{"beta": 1.0}] * 3
+    assert not load_config(conf / "ddtse_stage1.yaml")["system"].get("spec")  # paper: beta 0.15
