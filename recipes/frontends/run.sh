@@ -29,9 +29,7 @@ python="$(bash tools/setup_env.sh)"
 exp="$exp_root/$tag"
 split_dir="$corpus_dir/wav8k/min"
 mkdir -p "$exp"
-commands="$exp/commands.txt"
-[ "$stage" -le 0 ] && : > "$commands"
-run() { echo "$*" >> "$commands"; echo "+ $*" >&2; "$@"; }
+. tools/command_log.sh
 read -r -a extra <<< "$train_overrides"
 
 data_overrides() {  # the corpus location for a variant's config

@@ -55,14 +55,7 @@ exp="$exp_root/$tag"
 lists="$exp/data"
 split_dir="$librimix_root/wav$((sample_rate / 1000))k/$mode/$test_split"
 mkdir -p "$exp/logs"
-commands="$exp/commands.txt"
-[ "$stage" -le 0 ] && : > "$commands"
-
-run() {  # run and record a command
-  echo "$*" >> "$commands"
-  echo "+ $*" >&2
-  "$@"
-}
+. tools/command_log.sh
 
 data_overrides=()
 for s in train valid test; do
