@@ -1,4 +1,4 @@
-"""Score extracted speech (PESQ, ESTOI, SI-SDR, SI-SDRi); see ddtse/cli/score.py."""
+"""Score extracted speech (SI-SDR(i), PESQ, ESTOI, confusion/acceptance, DNSMOS, speaker similarity); see ddtse/cli/score.py."""
 import sys
 
 from ddtse.cli import run_cli

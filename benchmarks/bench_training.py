@@ -50,6 +50,9 @@ def main():
     for name in args.configs:
         config = load_config(REPO / CONFIGS[name])
         system = build_system(config).to(args.device)
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         bs = args.batch_size or (1 if (name == "paper" and args.device == "cpu") else config["data"]["batch_size"])
         batch = make_batch(config, bs, args.device)
         opt = torch.optim.Adam(system.model.parameters(), lr=1e-4)
@@ -74,7 +77,7 @@ def main():
           "| config | params | batch × segment | s/step | steps/s |", "|---|---|---|---|---|"]
     md += [f"| {r['config']} | {r['params'] / 1e6:.1f} M | {r['batch_size']} × {r['segment_seconds']} s "
            f"| {r['seconds_per_step']:.3f} | {r['steps_per_s']:.2f} |" for r in rows]
-    write_results(f"bench_training_{args.device.split(':')[0]}", {"rows": rows, "environment": environment(args.device)},
+    write_results(f"bench_training_{args.device.split(':')[0]}{'_bf16' if args.bf16 else ''}", {"rows": rows, "environment": environment(args.device)},
                   "\n".join(md), args.out_dir)
 
 

@@ -41,33 +41,56 @@ def load_yaml(path: str | Path) -> dict:
         raise DdtseError(f"config file not found: {path}")
     try:
         data = yaml.load(path.read_text(), Loader=_Loader) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # PyYAML's constructors raise ValueError etc. for e.g. `2001-13-45` or `!!int 1.5`
         raise DdtseError(f"cannot parse config {path}: {exc}".splitlines()[0]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DdtseError(f"cannot read config {path}: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
         raise DdtseError(f"config {path} must hold a mapping at the top level")
     return data
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
-    """Load a YAML config; a ``base: other.yaml`` key (relative to the file) is merged underneath."""
+def load_config(path: str | Path, overrides: Iterable[str] = (), _chain: tuple = ()) -> dict:
+    """Load a YAML config; a ``base: other.yaml`` key (relative to the file) is merged underneath.
+
+    Keys and types are checked separately, by ``ddtse.schema.validate_config``."""
     path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        raise DdtseError(f"config {path} inherits from itself (base: chain {' -> '.join(p.name for p in _chain)})")
     cfg = load_yaml(path)
     base = cfg.pop("base", None)
     if base:
-        bases = [base] if isinstance(base, str) else list(base)
+        bases = [base] if isinstance(base, str) else base
+        if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+            raise DdtseError(f"config {path}: 'base' must be a file name or a list of file names, got {base!r}")
         merged: dict = {}
         for b in bases:
-            merged = deep_merge(merged, load_config(path.parent / b))
+            merged = deep_merge(merged, load_config(path.parent / b, (), (*_chain, resolved)))
         cfg = deep_merge(merged, cfg)
     return apply_overrides(cfg, overrides)
+
+
+def validate_config(cfg: dict, complete: bool = True) -> dict:
+    """Refuse unknown keys and wrong types (see ddtse/schema.py); returns ``cfg``."""
+    from ddtse.schema import validate_config as _validate
+
+    return _validate(cfg, complete)
 
 
 def parse_value(text: str) -> Any:
     """Parse an override's value with YAML rules (``1e-4`` -> float, ``true`` -> bool, ``[1,2]`` -> list)."""
     try:
         return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError):
         return text
+
+
+def _show(text: str) -> str:
+    """A user's text quoted on one line (newlines escaped), shortened."""
+    text = repr(text)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
@@ -75,15 +98,15 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
     cfg = copy.deepcopy(cfg)
     for item in overrides:
         if "=" not in item:
-            raise DdtseError(f"override '{item}' is not of the form key=value")
+            raise DdtseError(f"override {_show(item)} is not of the form key=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise DdtseError(f"override '{item}' has an empty key")
+            raise DdtseError(f"override {_show(item)} has an empty key")
         node = cfg
         for part in parts[:-1]:
             if not isinstance(node.get(part, {}), dict):
-                raise DdtseError(f"override '{item}': '{part}' is not a section")
+                raise DdtseError(f"override {_show(item)}: {part!r} is not a section")
             node = node.setdefault(part, {})
         node[parts[-1]] = parse_value(text)
     return cfg

@@ -15,48 +15,43 @@ import torch
 from ddtse.audio.io import resample
 from ddtse.errors import DdtseError
 from ddtse.registry import SYSTEMS
-from ddtse.systems.base import CHECKPOINT_KEY
-
-
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read a ddtse checkpoint with ``weights_only=True`` (no code from the file is executed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DdtseError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise DdtseError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from exc
-    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
-        raise DdtseError(f"{path} is not a ddtse checkpoint (trained with this project's train.py)")
-    return ckpt
-
-
-def load_system(path: str | Path, device="cpu", expect: str | tuple[str, ...] | None = None):
-    """Rebuild the system stored in a checkpoint (its own config), with EMA weights, in eval mode.
-
-    ``expect`` names the system type(s) the caller needs; another type is refused clearly.
-    """
-    ckpt = load_checkpoint(path)
-    name = ckpt[CHECKPOINT_KEY]
-    if expect is not None:
-        wanted = (expect,) if isinstance(expect, str) else tuple(expect)
-        if name not in wanted:
-            raise DdtseError(f"{path} holds a '{name}' model, but a {' or '.join(wanted)} model is needed here")
-    config = ckpt["hyper_parameters"]["config"]
-    config.setdefault("system", {}).pop("init_from", None)
-    system = SYSTEMS.get(name)(config)
-    try:
-        system.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise DdtseError(f"{path}: weights do not match the stored config ({str(exc).splitlines()[0]})") from exc
-    return system.to(device).eval()
+from ddtse.checkpoint import CHECKPOINT_KEY, load_checkpoint, load_system  # noqa: F401  (re-exported; the loaders live in ddtse/checkpoint.py)
 
 
 def _auto_device(device: str | None) -> str:
+    """"auto" -> cuda when available, else cpu; a device this machine lacks is one clear error."""
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DdtseError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DdtseError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+        if dev.index is not None and dev.index >= count:
+            raise DdtseError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DdtseError(f"--device {device}: MPS is not available on this machine")
+    return str(device)
+
+
+def check_chunking(chunk_seconds: float | None, overlap_seconds: float, min_seconds: float = 0.0) -> None:
+    """Chunk options must be usable: chunk > 0, 0 <= overlap < chunk, chunk >= the model's minimum input."""
+    if chunk_seconds is None:
+        return
+    chunk_seconds, overlap_seconds = float(chunk_seconds), float(overlap_seconds)
+    if not chunk_seconds > 0:
+        raise DdtseError(f"--chunk_seconds must be > 0 (leave it out for no chunking), got {chunk_seconds:g}")
+    if not overlap_seconds >= 0:
+        raise DdtseError(f"--overlap_seconds must be >= 0, got {overlap_seconds:g}")
+    if chunk_seconds < min_seconds:
+        raise DdtseError(f"--chunk_seconds {chunk_seconds:g} is shorter than the model's minimum input "
+                         f"({min_seconds:.3f} s)")
+    if overlap_seconds >= chunk_seconds:
+        raise DdtseError(f"--overlap_seconds ({overlap_seconds:g}) must be shorter than --chunk_seconds "
+                         f"({chunk_seconds:g})")
 
 
 class Extractor:
@@ -83,6 +78,18 @@ class Extractor:
     def in_channels(self) -> int:
         return int(getattr(self.system.model, "in_audio_channels", 1))
 
+    @property
+    def min_samples(self) -> int:
+        """Shortest input (samples at the model's rate) the network takes; shorter ones are zero-padded
+        to this and the output cropped back (a centred STFT needs more than n_fft / 2 samples)."""
+        spec = getattr(self.system, "spec", None)
+        n = int(spec.config.n_fft) if spec is not None else 0
+        model = getattr(self.system, "model", None)
+        for attr in ("L", "window"):
+            value = getattr(model, attr, 0)
+            n = max(n, value if isinstance(value, int) else 0)
+        return max(n, 2)
+
     @torch.no_grad()
     def extract_batch(self, batch: dict, **opts) -> tuple[torch.Tensor, dict]:
         """Run the system on a collated batch (moved to the device); returns (B, T) on the CPU."""
@@ -94,25 +101,37 @@ class Extractor:
 
     def extract(self, mixture, enrollment=None, sample_rate: int | None = None, *,
                 chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
-                initial_estimate=None, progress: bool = False, **opts) -> tuple[np.ndarray, dict]:
+                initial_estimate=None, progress: bool = False, item_id: str | None = None,
+                **opts) -> tuple[np.ndarray, dict]:
         """Extract the target from one mixture: (T,) or (C, T) at ``sample_rate`` (default: the model's).
 
         Resamples to the model's rate and back; with ``chunk_seconds`` long inputs are processed
-        in overlapping chunks (bounded memory). Returns (estimate (T,), info with nfe, seconds, rtf).
+        in overlapping chunks (bounded memory). An input (or chunk) shorter than ``min_samples``
+        is zero-padded and the output cropped back: the estimate always has the input's length.
+        ``item_id`` names the item for the diffusion samplers' per-item noise (seed, id).
+        Returns (estimate (T,), info with nfe, seconds, rtf).
         """
         sr_in = int(sample_rate or self.sample_rate)
+        check_chunking(chunk_seconds, overlap_seconds, self.min_samples / self.sample_rate)
         mix = _as_2d(mixture, self.in_channels)
         length_in = mix.shape[-1]
         mix = resample(mix, sr_in, self.sample_rate)
+        if enrollment is not None and np.asarray(enrollment).size == 0:
+            raise DdtseError("the enrollment recording is empty")
         enr = None if enrollment is None else resample(np.asarray(enrollment, np.float32).reshape(-1), sr_in, self.sample_rate)
         init = None if initial_estimate is None else resample(np.asarray(initial_estimate, np.float32).reshape(-1), sr_in, self.sample_rate)
         start = time.perf_counter()
         info: dict = {}
+        calls = 0
+        min_len = self.min_samples
 
         def run(chunk: torch.Tensor) -> torch.Tensor:  # chunk: (B, C[+1], L)
-            nonlocal info
+            nonlocal info, calls
             b, length = chunk.shape[0], chunk.shape[-1]
-            batch = {"mixture": chunk[:, : mix.shape[0]], "lengths": torch.full((b,), length, dtype=torch.long)}
+            if length < min_len:  # too short for the network: zero-pad, crop the estimate below
+                chunk = torch.nn.functional.pad(chunk, (0, min_len - length))
+            padded = chunk.shape[-1]
+            batch = {"mixture": chunk[:, : mix.shape[0]], "lengths": torch.full((b,), padded, dtype=torch.long)}
             if enr is not None:
                 e = torch.from_numpy(enr)
                 batch["enrollment"] = e.expand(b, -1).contiguous()
@@ -120,13 +139,19 @@ class Extractor:
             run_opts = dict(opts)
             if init is not None:
                 run_opts["initial_estimate"] = chunk[:, -1]
+            if item_id is not None:  # chunks are numbered in call order (one per call by default)
+                run_opts["ids"] = [f"{item_id}#chunk{calls + k}" if chunked else item_id for k in range(b)]
+            calls += b
             est, info = self.extract_batch(batch, **run_opts)
             return est[..., :length]
 
+        if init is not None and init.shape[-1] < mix.shape[-1]:
+            init = np.pad(init, (0, mix.shape[-1] - init.shape[-1]))
         stacked = mix if init is None else np.concatenate([mix, init[None, : mix.shape[-1]]], axis=0)
         wav = torch.from_numpy(np.ascontiguousarray(stacked))
         chunk = int(chunk_seconds * self.sample_rate) if chunk_seconds else 0
-        if chunk and wav.shape[-1] > chunk:
+        chunked = bool(chunk and wav.shape[-1] > chunk)
+        if chunked:
             from ddtse.audio.chunking import overlap_add
 
             estimate = overlap_add(run, wav, chunk, int(overlap_seconds * self.sample_rate), progress=progress,
@@ -134,7 +159,9 @@ class Extractor:
         else:
             estimate = run(wav[None])[0]
         seconds = time.perf_counter() - start
-        out = resample(estimate.numpy(), self.sample_rate, sr_in)[:length_in]
+        out = np.zeros(0, np.float32)
+        if estimate.shape[-1]:
+            out = resample(estimate.numpy(), self.sample_rate, sr_in)[:length_in]
         if out.shape[-1] < length_in:
             out = np.pad(out, (0, length_in - out.shape[-1]))
         info.update(seconds=seconds, rtf=seconds / (length_in / sr_in))
@@ -158,9 +185,13 @@ class ChainExtractor:
     def needs_enrollment(self) -> bool:
         return self.front.needs_enrollment or self.refiner.needs_enrollment
 
+    @property
+    def min_samples(self) -> int:
+        return max(self.front.min_samples, self.refiner.min_samples)
+
     def extract(self, mixture, enrollment=None, sample_rate: int | None = None, **opts):
         sr = int(sample_rate or self.sample_rate)
-        front_opts = {k: v for k, v in opts.items() if k in ("chunk_seconds", "overlap_seconds", "progress")}
+        front_opts = {k: v for k, v in opts.items() if k in ("chunk_seconds", "overlap_seconds", "progress", "item_id")}
         first, info_front = self.front.extract(mixture, enrollment, sr, **front_opts)
         mono = _as_2d(mixture, 1)[:1]
         refined, info = self.refiner.extract(mono, enrollment, sr, initial_estimate=first,

@@ -1,48 +1,111 @@
-"""Run any extractor over a Libri2Mix split, a list, a folder or one file; write audio, NFE and RTF."""
+"""Run any extractor over a Libri2Mix split, a list, a folder or one file; write audio, NFE and RTF.
+
+Batches survive bad items: an item whose id, files or audio are unusable is reported (one line,
+``failed.txt`` and ``inference.json`` in the output folder) and the others are still written;
+``run_inference`` returns the failures and the CLI exits 2 at the end if there were any.
+"""
 from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ddtse.audio.io import audio_info, find_audio_files, load_audio, save_audio
+from ddtse.audio.io import audio_info, find_audio_files, load_audio, save_audio, write_text_atomic
 from ddtse.errors import DdtseError
+
+# an enrollment whose RMS is below this (-100 dBFS; less than one 16-bit step) counts as silent
+SILENT_RMS = 1e-5
 
 
 @dataclass
 class InferenceItem:
-    """One extraction job: output id (relative path, no extension), mixture and enrollment files."""
+    """One extraction job: output id (relative path, no extension), mixture and enrollment files.
+
+    ``problem`` marks an item that is bad before it is read (e.g. a list row without a mixture).
+    """
 
     id: str
-    mixture: Path
+    mixture: Path | None
     enrollment: Path | None = None
+    problem: str | None = None
+
+
+def id_problem(item_id) -> str | None:
+    """Why ``item_id`` cannot name an output inside the output folder (None when it can).
+
+    An id is a relative path without extension: not empty, not absolute (``/x``, ``C:/x``,
+    ``\\host``), no ``..`` component, no empty component, no control characters.
+    """
+    if not isinstance(item_id, str) or not item_id.strip():
+        return "empty id"
+    if any(ord(c) < 32 or c == "\x7f" for c in item_id):
+        return f"id {item_id!r} contains control characters"
+    parts = item_id.replace("\\", "/").split("/")
+    if item_id.startswith(("/", "\\")) or PurePosixPath(item_id).is_absolute() or PureWindowsPath(item_id).drive:
+        return f"id {item_id!r} is an absolute path (ids are relative to the output folder)"
+    if ".." in parts:
+        return f"id {item_id!r} has a '..' component (outputs must stay inside the output folder)"
+    if any(part in ("", ".") for part in parts):
+        return f"id {item_id!r} has an empty or '.' path component"
+    return None
+
+
+def output_path(out_dir: Path, item_id: str) -> Path:
+    """``<out_dir>/<id>.wav`` for a valid id (see ``id_problem``)."""
+    return Path(out_dir) / f"{item_id}.wav"
 
 
 def items_from_list(path: str | Path) -> list[InferenceItem]:
-    """A CSV/TSV list with a header holding ``id``, ``mixture`` and optionally ``enrollment`` columns."""
+    """A CSV/TSV list with a header holding ``id``, ``mixture`` and optionally ``enrollment`` columns.
+
+    A UTF-8 byte-order mark is ignored, fields and column names are stripped of surrounding
+    whitespace, blank (or whitespace-only) lines are skipped. A row without a mixture comes back
+    as an item with a ``problem`` (reported, not fatal); relative paths are relative to the list.
+    """
     path = Path(path)
     if not path.is_file():
         raise DdtseError(f"list file not found: {path}")
-    text = path.read_text()
-    if not text.strip():
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DdtseError(f"list file is not UTF-8 text: {path} (byte {exc.start})") from exc
+    except OSError as exc:
+        raise DdtseError(f"cannot read list file {path}: {exc.strerror or exc}") from exc
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
         raise DdtseError(f"list file is empty: {path}")
-    dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
-    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
-    if not rows:
-        raise DdtseError(f"list file is empty: {path}")
-    missing = [c for c in ("id", "mixture") if c not in rows[0]]
+    dialect = "excel-tab" if "\t" in lines[0][1] else "excel"
+    try:
+        parsed = [(n, [f.strip() for f in next(csv.reader([line], dialect=dialect), [])]) for n, line in lines]
+    except csv.Error as exc:
+        raise DdtseError(f"cannot parse list file {path}: {exc}") from exc
+    header, rows = parsed[0][1], parsed[1:]
+    missing = [c for c in ("id", "mixture") if c not in header]
     if missing:
         raise DdtseError(f"{path} lacks column(s) {', '.join(missing)} (needs id, mixture[, enrollment])")
+    rows = [(n, r) for n, r in rows if any(r)]
+    if not rows:
+        raise DdtseError(f"list file is empty: {path}")
     base = path.parent
     resolve = lambda p: Path(p) if Path(p).is_absolute() else base / p  # noqa: E731
-    return [InferenceItem(r["id"], resolve(r["mixture"]), resolve(r["enrollment"]) if r.get("enrollment") else None)
-            for r in rows]
+    col = {name: header.index(name) for name in ("id", "mixture", "enrollment") if name in header}
+    items = []
+    for n, row in rows:  # n: the line number in the file
+        get = lambda name: row[col[name]] if name in col and col[name] < len(row) else ""  # noqa: E731
+        item_id, mixture, enrollment = get("id"), get("mixture"), get("enrollment")
+        problem = None if mixture else f"list line {n} has no mixture"
+        if not item_id:
+            problem = f"list line {n} has an empty id"
+        items.append(InferenceItem(item_id, resolve(mixture) if mixture else None,
+                                   resolve(enrollment) if enrollment else None, problem))
+    return items
 
 
 def items_from_folder(input_dir: str | Path, enrollment: str | Path | None = None) -> list[InferenceItem]:
@@ -66,106 +129,255 @@ def items_from_librimix(split_dir: str | Path, mixture_type: str = "mix_both",
             for i in librimix_inference_items(split_dir, mixture_type, enroll_map)]
 
 
-def _check_outputs(items: list[InferenceItem], out_dir: Path, overwrite: bool) -> None:
-    ids = [i.id for i in items]
-    if len(set(ids)) != len(ids):
-        raise DdtseError("two inputs map to the same output id; give unique ids")
-    if not overwrite:
-        existing = [i.id for i in items if (out_dir / f"{i.id}.wav").exists()]
-        if existing:
-            raise DdtseError(f"{len(existing)} output(s) already exist in {out_dir} (e.g. {existing[0]}.wav); "
-                             "pass --overwrite to replace them")
+@dataclass
+class Failure:
+    """A bad item: its id, its mixture file and why it was not extracted."""
+
+    id: str
+    mixture: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.id or '<no id>'}: {self.reason}"
+
+
+def output_complete(path: Path) -> bool:
+    """A finished output: the file exists and its header reads (writes are atomic, so no partial file)."""
+    try:
+        return path.is_file() and audio_info(path).frames >= 0
+    except DdtseError:
+        return False
+
+
+def _report_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *, overwrite: bool = False,
-                  subtype: str = "FLOAT", chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
-                  progress: bool = True, channel: int | None = None, batch_size: int = 1, **opts) -> dict:
+                  resume: bool = False, subtype: str = "FLOAT", chunk_seconds: float | None = None,
+                  overlap_seconds: float = 1.0, progress: bool = True, channel: int | None = None,
+                  batch_size: int = 1, min_enrollment_seconds: float = 1.0, strict: bool = False,
+                  report=None, **opts) -> dict:
     """Extract every item to ``<out_dir>/<id>.wav`` at the input's rate; returns a summary dict.
 
-    All inputs are checked (exist, readable, mono/stereo as the model needs) before any output
-    is written, so a bad input stops the run with nothing half-written.
+    Every output has its input's length (inputs shorter than the model's minimum are padded and
+    the output cropped back). A bad item (bad id, missing/unreadable/empty/non-finite audio, wrong
+    channels, an enrollment shorter than ``min_enrollment_seconds`` or silent) is reported through
+    ``report`` (one line; default stderr) and skipped; the summary's ``failed`` lists them, and
+    ``failed.txt`` and ``inference.json`` in ``out_dir`` record them. With ``strict`` the first bad
+    item raises DdtseError instead (one-file mode). Existing outputs are refused unless
+    ``overwrite``; ``resume`` skips items whose complete output exists and does the rest.
     """
+    from ddtse.audio.io import ensure_writable_dir
+    from ddtse.extract import check_chunking
+
     if not items:
         raise DdtseError("nothing to extract: the input list is empty")
+    if int(batch_size) < 1:
+        raise DdtseError(f"--batch_size must be >= 1, got {batch_size}")
+    if not float(min_enrollment_seconds) >= 0:
+        raise DdtseError(f"--min_enrollment_seconds must be >= 0, got {min_enrollment_seconds}")
+    check_chunking(chunk_seconds, overlap_seconds,
+                   getattr(extractor, "min_samples", 0) / getattr(extractor, "sample_rate", 1))
+    report = report or _report_to_stderr
     out_dir = Path(out_dir)
-    _check_outputs(items, out_dir, overwrite)
-    if extractor.needs_enrollment and any(i.enrollment is None for i in items):
+    if extractor.needs_enrollment and all(i.enrollment is None for i in items if i.problem is None):
         raise DdtseError(f"the '{extractor.name}' model needs an enrollment for every input (--enrollment)")
+    failures: list[Failure] = []
+
+    def fail(item: InferenceItem, reason: str) -> None:
+        failure = Failure(item.id, "" if item.mixture is None else str(item.mixture), reason)
+        if strict:
+            raise DdtseError(reason)
+        failures.append(failure)
+        report(f"failed: {failure.line()}")
+
+    # 1. ids and outputs (nothing is read yet)
+    todo, seen = [], set()
+    for item in items:
+        problem = item.problem or id_problem(item.id)
+        if problem is None and item.id in seen:
+            problem = f"duplicate id {item.id!r} (an earlier item writes the same output)"
+        if problem is not None:
+            fail(item, problem)
+            continue
+        seen.add(item.id)
+        todo.append(item)
+    skipped = 0
+    existing = [i for i in todo if output_path(out_dir, i.id).exists()]
+    if existing and not overwrite:
+        if not resume:
+            raise DdtseError(f"{len(existing)} output(s) already exist in {out_dir} (e.g. {existing[0].id}.wav); "
+                             "pass --overwrite to replace them or --resume to do only the missing ones")
+        done = {i.id for i in existing if output_complete(output_path(out_dir, i.id))}
+        skipped = len(done)
+        todo = [i for i in todo if i.id not in done]
+    for item in todo:
+        if output_path(out_dir, item.id).is_dir():
+            raise DdtseError(f"output path is a folder, not a file: {output_path(out_dir, item.id)}")
+    ensure_writable_dir(out_dir)
+
+    # 2. headers of every input before any extraction
     channels = int(getattr(extractor, "in_channels", 1))
-    for item in items:  # validate headers before writing anything
-        info = audio_info(item.mixture)
-        if info.channels > channels and channel is None:
-            raise DdtseError(f"{item.mixture} has {info.channels} channels, the model takes {channels}: "
-                             "pass --channel N to pick one")
-        if channel is not None and not 0 <= channel < info.channels:
-            raise DdtseError(f"{item.mixture} has no channel {channel}")
-        if info.channels < channels:
-            raise DdtseError(f"{item.mixture}: the model needs {channels}-channel mixtures, the file has {info.channels}")
-        if info.frames == 0:
-            raise DdtseError(f"audio file is empty: {item.mixture}")
-        if item.enrollment is not None:
-            audio_info(item.enrollment)
-    nfe, seconds, audio_seconds = [], 0.0, 0.0
+    ready = []
+    for item in todo:
+        try:
+            _check_headers(item, extractor, channels, channel)
+        except DdtseError as exc:
+            fail(item, str(exc))
+            continue
+        ready.append(item)
+
+    # 3. extraction, a group at a time
+    nfe, seconds, audio_seconds, written = [], 0.0, 0.0, 0
     start = time.perf_counter()
     batched = batch_size > 1 and not chunk_seconds and hasattr(extractor, "extract_batch")
     step = batch_size if batched else 1
-    groups = [items[i : i + step] for i in range(0, len(items), step)]
-    bar = tqdm(total=len(items), desc="extracting", unit="utt", disable=not progress)
-    for group in groups:
-        loaded = [_load_item(item, channels, channel) for item in group]
-        if batched:
-            estimates, run_info = _extract_group(extractor, loaded, **opts)
-        else:
-            mixture, enrollment, sr = loaded[0]
-            estimate, run_info = extractor.extract(mixture, enrollment, sr, chunk_seconds=chunk_seconds,
-                                                   overlap_seconds=overlap_seconds, **opts)
-            estimates = [estimate]
-        for item, (mixture, _, sr), estimate in zip(group, loaded, estimates):
-            save_audio(out_dir / f"{item.id}.wav", estimate, sr, subtype=subtype, overwrite=True)
-            audio_seconds += mixture.shape[-1] / sr
-        nfe += [run_info.get("nfe", 1)] * len(group)
-        seconds += run_info["seconds"]
-        bar.update(len(group))
-    bar.close()
+    bar = tqdm(total=len(ready), desc="extracting", unit="utt", disable=not progress)
+    if progress:
+        report = _via_bar(bar, report)
+    try:
+        for g0 in range(0, len(ready), step):
+            group = []
+            for item in ready[g0 : g0 + step]:
+                try:
+                    group.append((item, _load_item(item, channels, channel, min_enrollment_seconds)))
+                except DdtseError as exc:
+                    fail(item, str(exc))
+            results = _run_group(extractor, group, batched, chunk_seconds, overlap_seconds, opts, fail)
+            for (item, (mixture, _, sr)), (estimate, run_info) in results:
+                if estimate.shape[-1] != mixture.shape[-1]:  # a bug, not a user mistake
+                    raise RuntimeError(f"{item.id}: estimate has {estimate.shape[-1]} samples, "
+                                       f"input {mixture.shape[-1]}")
+                try:
+                    save_audio(output_path(out_dir, item.id), estimate, sr, subtype=subtype, overwrite=True)
+                except DdtseError as exc:
+                    fail(item, str(exc))
+                    continue
+                written += 1
+                audio_seconds += mixture.shape[-1] / sr
+                nfe.append(run_info.get("nfe", 1))
+                seconds += run_info["seconds"]
+            bar.update(len(ready[g0 : g0 + step]))
+    finally:
+        bar.close()
     summary = {
-        "model": extractor.name, "items": len(items), "nfe_per_item": float(np.mean(nfe)),
+        "model": extractor.name, "items": len(items), "written": written, "skipped_existing": skipped,
+        "failed": [vars(f) for f in failures],
+        "nfe_per_item": float(np.mean(nfe)) if nfe else 0.0,
         "rtf": seconds / max(audio_seconds, 1e-9), "seconds": seconds, "audio_seconds": audio_seconds,
         "wall_seconds": time.perf_counter() - start, "opts": {k: v for k, v in opts.items()},
-        "chunk_seconds": chunk_seconds, "device": str(getattr(extractor, "device", "cpu")),
-        "torch_threads": torch.get_num_threads(),
+        "chunk_seconds": chunk_seconds, "min_enrollment_seconds": float(min_enrollment_seconds),
+        "device": str(getattr(extractor, "device", "cpu")), "torch_threads": torch.get_num_threads(),
     }
-    (out_dir / "inference.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(out_dir / "inference.json", json.dumps(summary, indent=2, default=str))
+    failed_txt = out_dir / "failed.txt"
+    if failures:
+        write_text_atomic(failed_txt, "".join(f"{f.id}\t{f.mixture}\t{f.reason}\n" for f in failures))
+    elif failed_txt.is_file():
+        failed_txt.unlink()  # stale list from an earlier run
     return summary
 
 
-def _load_item(item: InferenceItem, channels: int, channel: int | None):
-    """(mixture (C, T), enrollment (Te,) | None, sample rate) of one item, at the file's rate."""
+def _via_bar(bar, report):
+    """Print report lines above a live progress bar (tqdm.write) instead of through it."""
+    if report is not _report_to_stderr:
+        return report
+    return lambda line: bar.write(line, file=sys.stderr)
+
+
+def _check_headers(item: InferenceItem, extractor, channels: int, channel: int | None) -> None:
+    """Refuse (DdtseError) an item whose files are missing, unreadable, empty or of the wrong channel count."""
+    if extractor.needs_enrollment and item.enrollment is None:
+        raise DdtseError(f"the '{extractor.name}' model needs an enrollment for every input")
+    info = audio_info(item.mixture)
+    if info.frames == 0:
+        raise DdtseError(f"audio file is empty: {item.mixture}")
+    if info.channels > channels and channel is None:
+        raise DdtseError(f"{item.mixture} has {info.channels} channels, the model takes {channels}: "
+                         "pass --channel N to pick one")
+    if channel is not None and not 0 <= channel < info.channels:
+        raise DdtseError(f"{item.mixture} has no channel {channel}")
+    if info.channels < channels:
+        raise DdtseError(f"{item.mixture}: the model needs {channels}-channel mixtures, the file has {info.channels}")
+    if item.enrollment is not None and audio_info(item.enrollment).frames == 0:
+        raise DdtseError(f"enrollment file is empty: {item.enrollment}")
+
+
+def _load_item(item: InferenceItem, channels: int, channel: int | None, min_enrollment_seconds: float = 0.0):
+    """(mixture (C, T), enrollment (Te,) | None, sample rate) of one item, at the file's rate.
+
+    The enrollment must last at least ``min_enrollment_seconds`` and not be silent."""
     sr = audio_info(item.mixture).sample_rate
-    mixture = load_audio(item.mixture, multichannel=True)
-    mixture = mixture[channel : channel + 1] if (channel is not None and channels == 1) else mixture[:channels]
-    enrollment = load_audio(item.enrollment, sr, channel=0) if item.enrollment else None
+    pick = channel if (channel is not None and channels == 1) else None  # only the channel used must be finite
+    mixture = load_audio(item.mixture, channel=pick, multichannel=True)[:channels]
+    enrollment = None
+    if item.enrollment:
+        enrollment = load_audio(item.enrollment, sr, channel=0)
+        seconds = enrollment.shape[-1] / sr
+        if seconds < min_enrollment_seconds:
+            raise DdtseError(f"enrollment too short: {item.enrollment} ({seconds:.3f} s < "
+                             f"{min_enrollment_seconds:g} s; see --min_enrollment_seconds)")
+        rms = float(np.sqrt(np.mean(np.square(enrollment, dtype=np.float64)))) if enrollment.size else 0.0
+        if rms < SILENT_RMS:
+            raise DdtseError(f"enrollment is silent (all zeros or below -100 dBFS): {item.enrollment}")
     return mixture, enrollment, sr
 
 
-def _extract_group(extractor, loaded, **opts) -> tuple[list[np.ndarray], dict]:
-    """Extract several items in one padded batch at the model's rate; each output back at its own rate."""
+def _run_group(extractor, group, batched: bool, chunk_seconds, overlap_seconds, opts, fail):
+    """[(item, loaded), (estimate, info)] for the items of a group that extract; the others go to ``fail``.
+
+    A batch that fails as a whole is retried item by item, so that one bad item costs only itself."""
+    if not group:
+        return []
+    if batched and len(group) > 1:
+        try:
+            estimates, info = _extract_group(extractor, [loaded for _, loaded in group],
+                                             [item.id for item, _ in group], **opts)
+            return [(g, (est, info)) for g, est in zip(group, estimates)]
+        except DdtseError:
+            pass  # find the culprit below
+    results = []
+    for item, loaded in group:
+        mixture, enrollment, sr = loaded
+        try:
+            estimate, info = extractor.extract(mixture, enrollment, sr, chunk_seconds=chunk_seconds,
+                                               overlap_seconds=overlap_seconds, item_id=item.id, **opts)
+        except DdtseError as exc:
+            fail(item, str(exc))
+            continue
+        results.append(((item, loaded), (estimate, info)))
+    return results
+
+
+def _extract_group(extractor, loaded, ids=None, **opts) -> tuple[list[np.ndarray], dict]:
+    """Extract several items in one padded batch at the model's rate; each output back at its own rate
+    and length. Inputs shorter than the model's minimum are zero-padded (outputs cropped back);
+    ``ids`` name the items for the samplers' per-item noise."""
     from ddtse.audio.io import resample
     from ddtse.data.datamodule import collate_batch
 
     sr_model = extractor.sample_rate
+    min_len = int(getattr(extractor, "min_samples", 1))
+    ids = [str(i) for i in range(len(loaded))] if ids is None else list(ids)
     items = []
-    for i, (mixture, enrollment, sr) in enumerate(loaded):
-        item = {"id": str(i), "mixture": resample(mixture, sr, sr_model)}
+    for item_id, (mixture, enrollment, sr) in zip(ids, loaded):
+        mix = resample(mixture, sr, sr_model)
+        if mix.shape[-1] < min_len:
+            mix = np.pad(mix, [(0, 0)] * (mix.ndim - 1) + [(0, min_len - mix.shape[-1])])
+        item = {"id": item_id, "mixture": mix}
         if enrollment is not None:
             item["enrollment"] = resample(enrollment, sr, sr_model)
         items.append(item)
     batch = collate_batch(items)
-    batch.pop("ids")
+    batch_ids = batch.pop("ids")
     start = time.perf_counter()
-    estimate, info = extractor.extract_batch(batch, **opts)
+    estimate, info = extractor.extract_batch(batch, ids=batch_ids, **opts)
     info["seconds"] = time.perf_counter() - start
     outs = []
     for b, (mixture, _, sr) in enumerate(loaded):
-        est = estimate[b, : int(batch["lengths"][b])].numpy()
-        outs.append(resample(est, sr_model, sr)[: mixture.shape[-1]])
+        est = resample(estimate[b, : int(batch["lengths"][b])].numpy(), sr_model, sr)[: mixture.shape[-1]]
+        if est.shape[-1] < mixture.shape[-1]:
+            est = np.pad(est, (0, mixture.shape[-1] - est.shape[-1]))
+        outs.append(est.astype(np.float32))
     return outs, info

@@ -1,8 +1,11 @@
-"""Speech metrics: SI-SDR(i) (torch and numpy, batched), PESQ (WB at 16 kHz, NB at 8 kHz), ESTOI."""
+"""Speech metrics: SI-SDR(i) (torch and numpy, batched), PESQ (WB at 16 kHz, NB at 8 kHz), ESTOI,
+target-selection metrics (SI-SDR to the interferer, confusion, acceptance), DNSMOS and speaker
+similarity."""
 from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,21 +102,89 @@ def estoi_score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -
     return value if np.isfinite(value) else math.nan
 
 
-METRIC_NAMES = ("si_sdr", "si_sdri", "pesq", "estoi")
+ACCEPT_SI_SDRI_DB = 1.0  # WeSep's acceptance rate: an item counts as extracted above this SI-SDRi
+DNSMOS_RATE = 16000
+DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+METRIC_NAMES = ("si_sdr", "si_sdri", "pesq", "estoi", "si_sdr_interferer", "confusion", "accepted",
+                *DNSMOS_METRICS, "spk_sim")
+DEFAULT_METRICS = ("si_sdr", "si_sdri", "pesq", "estoi")
+#: metrics that need no clean reference (they judge the estimate alone, or against the enrollment)
+NON_INTRUSIVE = (*DNSMOS_METRICS, "spk_sim")
+#: metrics that need the interfering speaker's source
+NEEDS_INTERFERER = ("si_sdr_interferer", "confusion")
+
+_dnsmos_model = None
 
 
-def compute_metrics(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
-                    mixture: np.ndarray | None = None, metrics=METRIC_NAMES) -> dict[str, float]:
-    """All requested metrics for one utterance (equal-length 1-D arrays; trimmed to the shorter)."""
-    n = min(len(reference), len(estimate), len(mixture) if mixture is not None else len(estimate))
-    ref, est = reference[:n], estimate[:n]
+def load_dnsmos(threads: int | None = None):
+    """speechmos's DNSMOS (its ONNX files), loaded once per process; ``threads`` caps onnxruntime's."""
+    global _dnsmos_model
+    if _dnsmos_model is None:
+        import onnxruntime as ort
+        from speechmos import dnsmos as package
+
+        models = Path(package.__file__).parent
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+
+        def session(path: Path):
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        model = package.DNSMOS.__new__(package.DNSMOS)  # same model and features, our sessions
+        model.primary_model_path = str(models / "dnsmos_models" / "sig_bak_ovr.onnx")
+        model.onnx_sess = session(models / "dnsmos_models" / "sig_bak_ovr.onnx")
+        model.p808_onnx_sess = session(models / "dnsmos_models" / "model_v8.onnx")
+        _dnsmos_model = model
+    return _dnsmos_model
+
+
+def dnsmos_scores(estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """DNSMOS P.835 (SIG, BAK, OVRL) and P.808 MOS of a 1-D signal, as the ``speechmos`` package
+    computes them (resampled to 16 kHz; samples clipped to [-1, 1], which the models require)."""
+    from ddtse.audio.io import resample
+
+    wav = resample(np.asarray(estimate, dtype=np.float32), sample_rate, DNSMOS_RATE)
+    out = load_dnsmos()(np.clip(wav, -1.0, 1.0), DNSMOS_RATE, False)
+    return {"dnsmos_sig": float(out["sig_mos"]), "dnsmos_bak": float(out["bak_mos"]),
+            "dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_p808": float(out["p808_mos"])}
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray, eps: float = EPS) -> float:
+    """Cosine of the angle between two embedding vectors (D,), in [-1, 1]."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), eps))
+
+
+def compute_metrics(reference: np.ndarray | None, estimate: np.ndarray, sample_rate: int,
+                    mixture: np.ndarray | None = None, metrics=DEFAULT_METRICS,
+                    interferer: np.ndarray | None = None) -> dict[str, float]:
+    """The requested metrics for one utterance (1-D arrays, trimmed to the shortest).
+
+    ``interferer`` is the other speaker's source (for ``si_sdr_interferer`` and ``confusion``);
+    ``reference`` may be None when only non-intrusive metrics (DNSMOS) are asked for. Speaker
+    similarity needs a model and is computed by the scorer (ddtse.scoring).
+    """
+    signals = [x for x in (reference, estimate, mixture, interferer) if x is not None]
+    n = min(len(x) for x in signals)
+    est = estimate[:n]
+    ref = reference[:n] if reference is not None else None
     out: dict[str, float] = {}
-    if "si_sdr" in metrics or "si_sdri" in metrics:
+    wanted = set(metrics)
+    if ref is not None and wanted & {"si_sdr", "si_sdri", "confusion", "accepted"}:
         out["si_sdr"] = float(si_sdr(est, ref))
-    if "si_sdri" in metrics and mixture is not None:
+    if ref is not None and mixture is not None and wanted & {"si_sdri", "accepted"}:
         out["si_sdri"] = out["si_sdr"] - float(si_sdr(mixture[:n], ref))
-    if "pesq" in metrics:
+    if "accepted" in wanted and "si_sdri" in out:
+        out["accepted"] = float(out["si_sdri"] > ACCEPT_SI_SDRI_DB)
+    if interferer is not None and wanted & {"si_sdr_interferer", "confusion"}:
+        out["si_sdr_interferer"] = float(si_sdr(est, interferer[:n]))
+    if "confusion" in wanted and "si_sdr" in out and "si_sdr_interferer" in out:
+        out["confusion"] = float(out["si_sdr_interferer"] > out["si_sdr"])
+    if "pesq" in wanted and ref is not None:
         out["pesq"] = pesq_score(ref, est, sample_rate)
-    if "estoi" in metrics:
+    if "estoi" in wanted and ref is not None:
         out["estoi"] = estoi_score(ref, est, sample_rate)
+    if wanted & set(DNSMOS_METRICS):
+        out.update({k: v for k, v in dnsmos_scores(estimate, sample_rate).items() if k in wanted})
     return out

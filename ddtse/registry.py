@@ -27,7 +27,7 @@ class Registry:
         _import_builtin_modules()
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise DdtseError(f"unknown {self.kind} '{name}' (known: {known})")
+            raise DdtseError(f"unknown {self.kind} {name!r} (known: {known})")
         return self._entries[name]
 
     def build(self, cfg: dict, **extra):
@@ -39,8 +39,9 @@ class Registry:
         cls = self.get(cfg["name"])
         try:
             return cls(**kwargs)
-        except TypeError as exc:
-            raise DdtseError(f"bad options for {self.kind} '{cfg['name']}': {exc}") from exc
+        except (TypeError, ValueError) as exc:  # wrong/missing keyword, or a value the constructor refuses
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DdtseError(f"bad options for {self.kind} '{cfg['name']}': {message}") from exc
 
     def names(self) -> list[str]:
         _import_builtin_modules()

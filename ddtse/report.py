@@ -16,17 +16,27 @@ def _fmt(value, digits=2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _percent(value) -> str:
+    """A rate in [0, 1] as a percentage with one decimal, or '–'."""
+    return _fmt(None if value is None else 100.0 * value, 1)
+
+
 def results_table(rows: list[dict]) -> str:
-    """Markdown table; each row: system, scores (summary.json dict), inference (inference.json dict), note."""
-    lines = ["| system | SI-SDR (dB) | SI-SDRi (dB) | PESQ | ESTOI | NFE | RTF | items | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """Markdown table; each row: system, scores (summary.json dict), inference (inference.json dict), note.
+
+    ``confusion (%)``: items whose estimate is closer (SI-SDR) to the interfering speaker;
+    ``accepted (%)``: items with SI-SDRi > 1 dB (WeSep's acceptance rate)."""
+    lines = ["| system | SI-SDR (dB) | SI-SDRi (dB) | PESQ | ESTOI | NFE | RTF | confusion (%) | accepted (%) "
+             "| items | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         s, inf = row.get("scores") or {}, row.get("inference") or {}
         mean = lambda m: (s.get(m) or {}).get("mean")  # noqa: E731
         lines.append(
             f"| {row['system']} | {_fmt(mean('si_sdr'))} | {_fmt(mean('si_sdri'))} | {_fmt(mean('pesq'))} "
             f"| {_fmt(mean('estoi'), 3)} | {inf.get('nfe_per_item', '–') if inf else '–'} "
-            f"| {_fmt(inf.get('rtf'), 3) if inf else '–'} | {s.get('n_items', '–')} | {row.get('note', '')} |"
+            f"| {_fmt(inf.get('rtf'), 3) if inf else '–'} | {_percent(mean('confusion'))} "
+            f"| {_percent(mean('accepted'))} | {s.get('n_items', '–')} | {row.get('note', '')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,7 +1,8 @@
 """Score extracted audio against references: folders or Libri2Mix splits, in parallel.
 
 Writes ``per_utt.csv``, ``summary.json`` and ``summary.md`` (mean, std, 95% CI, count per metric,
-optional per-group means) and returns the summary.
+optional per-group means), plus ``failed.txt`` listing the items that could not be scored (an
+unreadable, empty, non-finite or silent file, a length mismatch), and returns the summary.
 """
 from __future__ import annotations
 
@@ -17,20 +18,29 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ddtse.audio.io import audio_info, find_audio_files, load_audio
+from ddtse.audio.io import audio_info, find_audio_files, load_audio, resample
 from ddtse.errors import DdtseError
-from ddtse.metrics import METRIC_NAMES, compute_metrics, pesq_mode
+from ddtse.metrics import (DEFAULT_METRICS, DNSMOS_METRICS, NEEDS_INTERFERER, NON_INTRUSIVE,
+                           compute_metrics, cosine_similarity, pesq_mode)
+
+LENGTH_TOLERANCE_MS = 10.0  # an estimate this much longer/shorter than its reference is trimmed
+SILENCE_PEAK = 1e-6  # an estimate whose peak is below this (-120 dBFS) is refused as silent
 
 
 @dataclass
 class ScoreItem:
-    """One utterance to score: id (relative path without extension) and its files."""
+    """One utterance to score: id (relative path without extension) and its files.
+
+    ``reference`` is None for non-intrusive scoring (DNSMOS only); ``interferer`` is the other
+    speaker's source; ``enrollment`` the target speaker's enrollment (speaker similarity)."""
 
     id: str
-    reference: Path
+    reference: Path | None
     estimate: Path
     mixture: Path | None = None
     group: str | None = None
+    interferer: Path | None = None
+    enrollment: Path | None = None
 
 
 @dataclass
@@ -38,6 +48,7 @@ class ScoreReport:
     rows: list[dict]
     summary: dict
     missing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (id, why)
 
 
 # -- pairing --------------------------------------------------------------------------------
@@ -52,30 +63,52 @@ def _require_dir(path: str | Path, what: str) -> Path:
     return path
 
 
-def pair_folders(gt_dir, enhanced_dir, mix_dir=None) -> tuple[list[ScoreItem], list[str]]:
-    """Match files by relative path (then by unique file name) under the three folders.
+class _Matcher:
+    """Files of a side folder (mixtures, interferers, enrollments) found by relative path, then by
+    unique file name."""
 
-    Returns (items, missing ids): a reference with no estimate is missing.
+    def __init__(self, root, what: str):
+        self.root, self.what = _require_dir(root, what), what
+        self.index = _index(self.root)
+        self.by_name = _unique_by_name(self.index)
+
+    def find(self, key: str) -> Path:
+        path = self.index.get(key) or self.by_name.get(Path(key).name)
+        if path is None:
+            raise DdtseError(f"no {self.what} file for '{key}' under {self.root}")
+        return path
+
+
+def pair_folders(gt_dir, enhanced_dir, mix_dir=None, interferer_dir=None,
+                 enroll_dir=None) -> tuple[list[ScoreItem], list[str]]:
+    """Match files by relative path (then by unique file name) under the folders.
+
+    Returns (items, missing ids): a reference with no estimate is missing. Without ``gt_dir``
+    every estimate is an item with no reference (for non-intrusive metrics).
     """
-    gt_dir, enhanced_dir = _require_dir(gt_dir, "reference"), _require_dir(enhanced_dir, "enhanced")
-    refs, ests = _index(gt_dir), _index(enhanced_dir)
-    if not refs:
-        raise DdtseError(f"no audio files (.wav/.flac/.ogg) under the reference directory {gt_dir}")
+    refs = None
+    if gt_dir is not None:
+        gt_dir = _require_dir(gt_dir, "reference")
+        refs = _index(gt_dir)
+        if not refs:
+            raise DdtseError(f"no audio files (.wav/.flac/.ogg) under the reference directory {gt_dir}")
+    enhanced_dir = _require_dir(enhanced_dir, "enhanced")
+    ests = _index(enhanced_dir)
     if not ests:
         raise DdtseError(f"no audio files (.wav/.flac/.ogg) under the enhanced directory {enhanced_dir}")
-    mixes = _index(_require_dir(mix_dir, "mixture")) if mix_dir else {}
+    if refs is None:
+        refs = dict.fromkeys(ests)
+    side = {name: _Matcher(root, what) for name, root, what in
+            (("mixture", mix_dir, "mixture"), ("interferer", interferer_dir, "interferer"),
+             ("enrollment", enroll_dir, "enrollment")) if root is not None}
     est_by_name = _unique_by_name(ests)
-    mix_by_name = _unique_by_name(mixes)
     items, missing = [], []
     for key, ref in refs.items():
         est = ests.get(key) or est_by_name.get(Path(key).name)
         if est is None:
             missing.append(key)
             continue
-        mix = (mixes.get(key) or mix_by_name.get(Path(key).name)) if mix_dir else None
-        if mix_dir and mix is None:
-            raise DdtseError(f"no mixture for '{key}' under {mix_dir}")
-        items.append(ScoreItem(key, ref, est, mix))
+        items.append(ScoreItem(key, ref, est, **{name: m.find(key) for name, m in side.items()}))
     if not items:
         raise DdtseError(f"no file under {enhanced_dir} matches a reference under {gt_dir} by name")
     return items, missing
@@ -119,10 +152,30 @@ def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both",
             if est is None:
                 missing.append(key)
                 continue
-            items.append(ScoreItem(key, ref, est, mix_root / ref.name, groups.get(ref.stem)))
+            interferer = split_dir / f"s{3 - k}" / ref.name
+            items.append(ScoreItem(key, ref, est, mix_root / ref.name, groups.get(ref.stem),
+                                   interferer=interferer if interferer.is_file() else None))
     if not items:
         raise DdtseError(f"no file under {enhanced_dir} is named like s1/<mixture_ID>.wav for {split_dir}")
     return items, missing
+
+
+def attach_librimix_enrollments(items: list[ScoreItem], split_dir, enroll_map=None) -> None:
+    """Set each Libri2Mix item's enrollment from a SpeakerBeam-style map (default: the split's own
+    ``map_mixture2enrollment``), as infer.py picks them: ``s<j>/<other_mixture_ID>.wav``."""
+    from ddtse.data.librimix import MAP_NAME, read_enrollment_map
+
+    split_dir = Path(split_dir)
+    source = enroll_map or split_dir / MAP_NAME
+    if enroll_map is None and not Path(source).exists():
+        raise DdtseError(f"spk_sim needs enrollments: no {MAP_NAME} in {split_dir}; pass --enroll_map")
+    entries = read_enrollment_map(source)
+    for item in items:
+        k, mixture_id = item.id.split("/", 1)
+        entry = entries.get((mixture_id, int(k[1:])))
+        if entry is None:
+            raise DdtseError(f"enrollment map {source} has no entry for {item.id}")
+        item.enrollment = split_dir / f"s{entry[0]}" / f"{entry[1]}.wav"
 
 
 def librimix_groups(split_dir: Path) -> dict[str, str]:
@@ -159,7 +212,7 @@ def apply_groups(items: list[ScoreItem], groups: dict[str, str]) -> None:
                 break
 
 
-# -- scoring --------------------------------------------------------------------------------
+# -- loading ----------------------------------------------------------------------------------
 def _load_first_channel(path: Path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """(first channel of ``path`` at ``sample_rate`` (default: its own), the file's own rate)."""
     info = audio_info(path)
@@ -172,20 +225,153 @@ def _pesq_mode_label(rates) -> str:
     return "/".join(sorted({f"{pesq_mode(sr)[1].upper()}@{pesq_mode(sr)[0] // 1000}k" for sr in rates}))
 
 
-def _score_one(args) -> dict:
-    item, metrics = args
-    ref, sr = _load_first_channel(item.reference)
-    est, est_rate = _load_first_channel(item.estimate, sr)
-    mix = _load_first_channel(item.mixture, sr)[0] if item.mixture is not None else None
-    lengths = {len(ref), len(est)} | ({len(mix)} if mix is not None else set())
+# -- speaker similarity ---------------------------------------------------------------------
+class SpeakerEmbedder:
+    """A trained speaker encoder: ``embed(wav (T,), sample_rate) -> (D,)`` at the encoder's rate."""
+
+    def __init__(self, module, sample_rate: int):
+        self.module, self.sample_rate = module.eval(), int(sample_rate)
+
+    def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(resample(wav, sample_rate, self.sample_rate))[None]
+        with torch.inference_mode():
+            return self.module(x, torch.tensor([x.shape[-1]]))[0].float().numpy()
+
+
+def load_speaker_embedder(path: str | Path) -> SpeakerEmbedder:
+    """The speaker encoder of a project checkpoint (a speaker_encoder system, or an extractor such as
+    DDTSE whose network has a speaker module reading the enrollment), read with weights_only loading."""
+    from ddtse.models.speaker import load_speaker_encoder
+
+    module = load_speaker_encoder(path)
+    return SpeakerEmbedder(module, module.sample_rate)
+
+
+# -- scoring --------------------------------------------------------------------------------
+_WORKER: dict = {}  # per process: metrics, length tolerance, speaker encoder, enrollment embeddings
+
+
+def _init_worker(metrics, length_tolerance_ms: float, speaker_ckpt, single_thread: bool) -> None:
+    """Set up a scoring process once: one math thread (workers share the cores), the metric
+    packages imported and the models (DNSMOS, speaker encoder) loaded before the first item."""
+    if single_thread:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+        _WORKER["thread_limits"] = _one_blas_thread()
+    _WORKER.update(metrics=list(metrics), length_tolerance_ms=float(length_tolerance_ms),
+                   speaker=None, enrollments={})
+    if "pesq" in metrics:
+        import pesq  # noqa: F401
+    if "estoi" in metrics:
+        import pystoi  # noqa: F401
+    if set(metrics) & set(DNSMOS_METRICS):
+        from ddtse.metrics import load_dnsmos
+
+        load_dnsmos(threads=1 if single_thread else None)
+    if "spk_sim" in metrics:
+        _WORKER["speaker"] = load_speaker_embedder(speaker_ckpt)
+
+
+def _one_blas_thread():
+    """Limit numpy's BLAS/OpenMP pools to one thread (threadpoolctl, via librosa's scikit-learn);
+    usable as a context manager; a no-op when threadpoolctl is absent."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _score_chunk(items: list[ScoreItem]) -> list[dict]:
+    return [_score_item(item) for item in items]
+
+
+def _score_item(item: ScoreItem) -> dict:
+    """One row of metrics; a bad item gives a row with ``_error`` (why) instead of stopping the run."""
     row = {"id": item.id}
     if item.group is not None:
         row["group"] = item.group
-    row.update(compute_metrics(ref, est, sr, mix, metrics))
-    row["_trimmed"] = len(lengths) > 1
-    row["_resampled"] = est_rate != sr
-    row["_rate"] = sr
+    try:
+        row.update(_measure(item))
+    except DdtseError as exc:
+        row["_error"] = str(exc)
+    except Exception as exc:  # a broken file must not stop the other items
+        row["_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return row
+
+
+def _measure(item: ScoreItem) -> dict:
+    metrics = _WORKER["metrics"]
+    ref = None
+    if item.reference is not None:
+        ref, sr = _load_first_channel(item.reference)
+        est, est_rate = _load_first_channel(item.estimate, sr)
+    else:
+        est, sr = _load_first_channel(item.estimate)
+        est_rate = sr
+    if float(np.max(np.abs(est))) < SILENCE_PEAK:
+        raise DdtseError(f"the estimate {item.estimate} is silent (peak below -120 dBFS)")
+    mix = _load_first_channel(item.mixture, sr)[0] if item.mixture is not None else None
+    interferer = _load_first_channel(item.interferer, sr)[0] if item.interferer is not None else None
+    if ref is not None:
+        for what, wav in (("estimate", est), ("mixture", mix), ("interferer", interferer)):
+            if wav is not None:
+                _check_length(what, wav, ref, sr, _WORKER["length_tolerance_ms"])
+    signals = [x for x in (ref, est, mix, interferer) if x is not None]
+    out = compute_metrics(ref, est, sr, mix, metrics, interferer)
+    if "spk_sim" in metrics:
+        out["spk_sim"] = _speaker_similarity(est, sr, item.enrollment)
+    out.update(_trimmed=len({len(x) for x in signals}) > 1, _resampled=est_rate != sr, _rate=sr)
+    return out
+
+
+def _check_length(what: str, wav: np.ndarray, reference: np.ndarray, sample_rate: int, tolerance_ms: float) -> None:
+    """A signal longer or shorter than its reference by more than ``tolerance_ms`` is an error."""
+    diff = len(wav) - len(reference)
+    if abs(diff) * 1000.0 / sample_rate > tolerance_ms:
+        raise DdtseError(f"{what} is {abs(diff)} samples ({abs(diff) * 1000.0 / sample_rate:.1f} ms) "
+                         f"{'longer' if diff > 0 else 'shorter'} than its reference; more than the "
+                         f"{tolerance_ms:g} ms tolerance (--length_tolerance_ms)")
+
+
+def _speaker_similarity(estimate: np.ndarray, sample_rate: int, enrollment: Path) -> float:
+    """Cosine similarity of the estimate's and the enrollment's speaker embeddings."""
+    speaker, cache = _WORKER["speaker"], _WORKER["enrollments"]
+    if enrollment not in cache:
+        wav, rate = _load_first_channel(enrollment)
+        cache[enrollment] = speaker.embed(wav, rate)
+    return cosine_similarity(speaker.embed(estimate, sample_rate), cache[enrollment])
+
+
+def check_request(items: list[ScoreItem], metrics, speaker_ckpt=None) -> None:
+    """Refuse, in one line, metrics the items cannot give (no reference, interferer, mixture,
+    enrollment or speaker checkpoint)."""
+    def lacking(attr):
+        return any(getattr(item, attr) is None for item in items)
+
+    intrusive = [m for m in metrics if m not in NON_INTRUSIVE]
+    if intrusive and lacking("reference"):
+        raise DdtseError(f"{', '.join(intrusive)} need(s) a reference (--gt_dir); without one only "
+                         f"{', '.join(NON_INTRUSIVE)} can be scored")
+    needs_interferer = [m for m in metrics if m in NEEDS_INTERFERER]
+    if needs_interferer and lacking("interferer"):
+        raise DdtseError(f"{', '.join(needs_interferer)} need(s) the interfering speaker's source: "
+                         "give --interferer_dir (folder mode), or a Libri2Mix split with s1/ and s2/")
+    if "accepted" in metrics and lacking("mixture"):
+        raise DdtseError("accepted (SI-SDRi > 1 dB) needs the mixture: give --mix_dir")
+    if "spk_sim" in metrics:
+        if speaker_ckpt is None:
+            raise DdtseError("spk_sim needs --speaker_ckpt (a checkpoint whose model has a speaker encoder)")
+        if lacking("enrollment"):
+            raise DdtseError("spk_sim needs an enrollment per item: --enroll_dir (folder mode) or "
+                             "--enroll_map (Libri2Mix mode)")
 
 
 def summarise(rows: list[dict], metrics) -> dict:
@@ -233,6 +419,7 @@ def format_markdown(summary: dict, metrics, title: str | None = None) -> str:
             lines.append(f"| {g} | " + " | ".join(f"{vals.get(m, math.nan):.3f}" for m in present)
                          + f" | {vals['count']} |")
     notes = [f"{summary[k]} {v}" for k, v in (("n_missing", "missing estimate(s)"),
+             ("n_failed", "item(s) that could not be scored (failed.txt)"),
              ("n_trimmed", "length mismatch(es) trimmed to the shorter"),
              ("n_resampled", "estimate(s) resampled to the reference rate")) if summary.get(k)]
     if notes:
@@ -243,36 +430,68 @@ def format_markdown(summary: dict, metrics, title: str | None = None) -> str:
 def _label(metric: str, summary: dict) -> str:
     if metric == "pesq" and summary.get("pesq_mode"):
         return f"PESQ ({summary['pesq_mode']})"
-    return {"si_sdr": "SI-SDR (dB)", "si_sdri": "SI-SDRi (dB)", "estoi": "ESTOI"}.get(metric, metric)
+    return METRIC_LABELS.get(metric, metric)
+
+
+METRIC_LABELS = {
+    "si_sdr": "SI-SDR (dB)", "si_sdri": "SI-SDRi (dB)", "estoi": "ESTOI",
+    "si_sdr_interferer": "SI-SDR to interferer (dB)", "confusion": "confusion rate",
+    "accepted": "acceptance rate (SI-SDRi > 1 dB)", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
+    "dnsmos_ovrl": "DNSMOS OVRL", "dnsmos_p808": "DNSMOS P.808", "spk_sim": "speaker similarity (cos)",
+}
 
 
 def score_items(items: list[ScoreItem], out_dir: str | Path | None = None, *, jobs: int | None = None,
-                metrics=METRIC_NAMES, missing: list[str] = (), overwrite: bool = True,
-                progress: bool = True, title: str | None = None) -> ScoreReport:
-    """Score ``items`` with ``jobs`` processes (default: all cores); write the files to ``out_dir``."""
+                metrics=DEFAULT_METRICS, missing: list[str] = (), overwrite: bool = True,
+                progress: bool = True, title: str | None = None, speaker_ckpt: str | Path | None = None,
+                length_tolerance_ms: float = LENGTH_TOLERANCE_MS) -> ScoreReport:
+    """Score ``items`` with ``jobs`` processes (default: all cores); write the files to ``out_dir``.
+
+    Items that cannot be scored are left out of the means and listed in ``report.failed`` (and
+    ``failed.txt``); the caller decides how to end.
+    """
     if not items:
         raise DdtseError("nothing to score")
     metrics = [m for m in metrics if m != "si_sdri" or any(i.mixture for i in items)]
+    check_request(items, metrics, speaker_ckpt)
+    if "spk_sim" in metrics:
+        load_speaker_embedder(speaker_ckpt)  # a bad checkpoint is one error here, not one per item
     if out_dir is not None:
         out_dir = Path(out_dir)
-        existing = [out_dir / n for n in ("per_utt.csv", "summary.json", "summary.md") if (out_dir / n).exists()]
+        existing = [out_dir / n for n in ("per_utt.csv", "summary.json", "summary.md", "failed.txt")
+                    if (out_dir / n).exists()]
         if existing and not overwrite:
             raise DdtseError(f"scores exist in {out_dir}; pass --overwrite to replace them")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(items)))
-    tasks = [(item, metrics) for item in items]
-    bar = dict(total=len(tasks), desc="scoring", unit="utt", disable=not progress)
+    setup = (metrics, length_tolerance_ms, speaker_ckpt)
+    bar = tqdm(total=len(items), desc="scoring", unit="utt", disable=not progress)
     if jobs == 1:
-        rows = [_score_one(t) for t in tqdm(tasks, **bar)]
+        _init_worker(*setup, single_thread=False)
+        rows = []
+        with _one_blas_thread():  # numpy's BLAS threads only spin on these small products
+            for item in items:
+                rows.append(_score_item(item))
+                bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            rows = list(tqdm(pool.map(_score_one, tasks, chunksize=max(1, len(tasks) // (jobs * 8))), **bar))
+        # a few chunks per worker: little pickling and scheduling, still balanced at the end
+        size = max(1, math.ceil(len(items) / (jobs * 4)))
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        rows = []
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(*setup, True)) as pool:
+            for chunk_rows in pool.map(_score_chunk, chunks):
+                rows.extend(chunk_rows)
+                bar.update(len(chunk_rows))
+    bar.close()
     rows.sort(key=lambda r: r["id"])
+    failed = [(r["id"], r["_error"]) for r in rows if "_error" in r]
+    rows = [r for r in rows if "_error" not in r]
     rates = sorted({r["_rate"] for r in rows})
     summary = summarise(rows, metrics)
     summary.update({
         "n_items": len(rows), "n_missing": len(missing), "missing": list(missing),
+        "n_failed": len(failed), "failed": [{"id": i, "error": e} for i, e in failed],
         "n_trimmed": sum(r["_trimmed"] for r in rows), "n_resampled": sum(r["_resampled"] for r in rows),
-        "sample_rates": rates,
+        "sample_rates": rates, "length_tolerance_ms": float(length_tolerance_ms),
     })
     if "pesq" in metrics:
         summary["pesq_mode"] = _pesq_mode_label(rates)
@@ -280,11 +499,12 @@ def score_items(items: list[ScoreItem], out_dir: str | Path | None = None, *, jo
         warnings.warn(f"{summary['n_resampled']} estimate(s) at another sample rate were resampled")
     clean_rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     if out_dir is not None:
-        write_report(out_dir, clean_rows, summary, metrics, title)
-    return ScoreReport(clean_rows, summary, list(missing))
+        write_report(out_dir, clean_rows, summary, metrics, title, failed)
+    return ScoreReport(clean_rows, summary, list(missing), failed)
 
 
-def write_report(out_dir: Path, rows: list[dict], summary: dict, metrics, title=None) -> None:
+def write_report(out_dir: Path, rows: list[dict], summary: dict, metrics, title=None, failed=()) -> None:
+    """per_utt.csv, summary.json, summary.md and (when some items failed) failed.txt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = ["id"] + (["group"] if any("group" in r for r in rows) else []) + list(metrics)
     tmp = out_dir / ".per_utt.csv.tmp"
@@ -296,6 +516,11 @@ def write_report(out_dir: Path, rows: list[dict], summary: dict, metrics, title=
     tmp.replace(out_dir / "per_utt.csv")
     (out_dir / "summary.json").write_text(json.dumps(_nan_to_none(summary), indent=2))
     (out_dir / "summary.md").write_text(format_markdown(summary, metrics, title))
+    failed_path = out_dir / "failed.txt"
+    if failed:
+        failed_path.write_text("".join(f"{item_id}\t{why}\n" for item_id, why in failed))
+    elif failed_path.exists():
+        failed_path.unlink()  # from an earlier run
 
 
 def _nan_to_none(obj):
@@ -310,7 +535,7 @@ def _nan_to_none(obj):
 
 
 def score_dataset(extractor, dataset, out_dir: str | Path | None = None, *, limit: int | None = None,
-                  metrics=METRIC_NAMES, progress: bool = True, title: str | None = None, **opts) -> ScoreReport:
+                  metrics=DEFAULT_METRICS, progress: bool = True, title: str | None = None, **opts) -> ScoreReport:
     """Run ``extractor`` over a dataset's items (e.g. dynamic mixtures that exist only in memory)
     and score each estimate against the item's target; writes the same files as ``score_items``."""
     n = len(dataset) if limit is None else min(limit, len(dataset))

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddtse.audio.io import AUDIO_EXTENSIONS, find_audio_files, load_audio, save_audio
+from ddtse.audio.io import (AUDIO_EXTENSIONS, ensure_writable_dir, find_audio_files, load_audio, save_audio,
+                            write_text_atomic)
 from ddtse.errors import DdtseError
 
 import soundfile as sf
@@ -308,10 +309,18 @@ def slice_files(
     """Slice every audio file of ``inputs`` (files or folders) into ``out_dir/<rel>/<stem>_0001.wav``...
 
     Folders are searched recursively and their tree is mirrored. Existing numbered outputs of a
-    stem are refused unless ``overwrite`` (then stale ones are removed). Returns a summary dict.
+    stem are refused unless ``overwrite`` (then stale ones are removed). A bad input (missing,
+    unreadable, empty, non-finite) is reported in one line and in ``<out_dir>/failed.txt`` and
+    the others are still sliced; the summary's ``failed`` lists them. Returns a summary dict.
     """
     out_dir = Path(out_dir)
     jobs: list[tuple[Path, Path]] = []  # (file, output folder)
+    failed: list[dict] = []
+
+    def fail(path, reason: str) -> None:
+        failed.append({"file": str(path), "reason": reason})
+        log(f"failed: {reason}")
+
     for item in inputs:
         item = Path(item)
         if item.is_dir():
@@ -321,10 +330,12 @@ def slice_files(
             jobs += [(f, out_dir / f.parent.relative_to(item)) for f in files]
         elif item.is_file():
             jobs.append((item, out_dir))
+        elif len(inputs) > 1:
+            fail(item, f"input not found: {item}")
         else:
             raise DdtseError(f"input not found: {item}")
     if not jobs:
-        raise DdtseError("no input files to slice")
+        raise DdtseError("no input files to slice" + (f" ({len(failed)} not found)" if failed else ""))
     existing = []
     for path, folder in jobs:
         existing += _outputs_of(folder, path.stem)
@@ -332,9 +343,14 @@ def slice_files(
         raise DdtseError(
             f"{len(existing)} output file(s) already exist, e.g. {existing[0]} (pass --overwrite to replace them)"
         )
-    summary = {"files": 0, "clips": 0, "clip_seconds": 0.0, "dropped": []}
+    ensure_writable_dir(out_dir)
+    summary = {"files": 0, "clips": 0, "clip_seconds": 0.0, "dropped": [], "failed": failed}
     for path, folder in jobs:
-        wav = load_audio(path, multichannel=True)
+        try:
+            wav = load_audio(path, multichannel=True)
+        except DdtseError as exc:
+            fail(path, str(exc))
+            continue
         sr = sf.info(str(path)).samplerate
         kind = subtype or sf.info(str(path)).subtype
         if kind not in ("PCM_16", "FLOAT", "PCM_24"):
@@ -359,7 +375,13 @@ def slice_files(
     log(
         f"sliced {summary['files']} file(s) into {summary['clips']} clip(s) ({summary['clip_seconds']:.1f} s); "
         f"{len(summary['dropped'])} piece(s) dropped"
+        + (f"; {len(failed)} input(s) failed (listed in {out_dir / 'failed.txt'})" if failed else "")
     )
+    failed_txt = out_dir / "failed.txt"
+    if failed:
+        write_text_atomic(failed_txt, "".join(f"{f['file']}\t{f['reason']}\n" for f in failed))
+    elif failed_txt.is_file():
+        failed_txt.unlink()  # stale list from an earlier run
     return summary
 
 

@@ -73,3 +73,47 @@ def test_compute_metrics_trims_to_shorter(speech_pair):
     m = compute_metrics(clean, noisy[:-100], sr, mixture=noisy)
     assert set(m) == {"si_sdr", "si_sdri", "pesq", "estoi"}
     assert abs(m["si_sdri"]) < 1e-6
+
+
+def test_selection_metrics_per_item(speech_pair):
+    clean, noisy, sr = speech_pair
+    other = noisy - clean  # the "interferer"
+    mixture = clean + other
+    wrong = compute_metrics(clean, other, sr, mixture, ["confusion", "accepted"], interferer=other)
+    assert wrong["confusion"] == 1.0 and wrong["accepted"] == 0.0
+    assert wrong["si_sdr_interferer"] > 50 and wrong["si_sdr"] < wrong["si_sdr_interferer"]
+    right = compute_metrics(clean, clean + 0.01 * other, sr, mixture, ["confusion", "accepted"], interferer=other)
+    assert right["confusion"] == 0.0 and right["accepted"] == 1.0
+    assert right["si_sdri"] == pytest.approx(si_sdr(clean + 0.01 * other, clean) - si_sdr(mixture, clean))
+    # acceptance is WeSep's SI-SDRi > 1 dB: orthogonal noise gives exact SI-SDRs
+    rng = np.random.default_rng(0)
+    s, n = rng.standard_normal(16000), rng.standard_normal(16000)
+    s, n = s - s.mean(), n - n.mean()
+    n -= (n @ s) / (s @ s) * s
+    at = lambda snr: s + n * np.sqrt((s @ s) / (n @ n) / 10 ** (snr / 10))  # noqa: E731
+    for gain, accepted in ((1.5, 1.0), (0.5, 0.0)):
+        m = compute_metrics(s, at(gain), sr, at(0.0), ["accepted"])
+        assert m["si_sdri"] == pytest.approx(gain, abs=1e-6) and m["accepted"] == accepted
+
+
+def test_dnsmos_equals_speechmos_on_real_speech(assets):
+    """Our DNSMOS for a file is the speechmos package's own value for it (same ONNX models)."""
+    from speechmos import dnsmos as package
+
+    from ddtse.audio.io import load_audio
+    from ddtse.metrics import dnsmos_scores
+
+    for name, ovrl in (("pesq_speech.wav", 3.25), ("pesq_speech_bab_0dB.wav", 1.09)):
+        ours = dnsmos_scores(load_audio(assets / name), 16000)
+        theirs = package.run(str(assets / name), 16000)
+        assert ours["dnsmos_ovrl"] == pytest.approx(theirs["ovrl_mos"], abs=1e-6)
+        assert ours["dnsmos_sig"] == pytest.approx(theirs["sig_mos"], abs=1e-6)
+        assert ours["dnsmos_bak"] == pytest.approx(theirs["bak_mos"], abs=1e-6)
+        assert ours["dnsmos_p808"] == pytest.approx(theirs["p808_mos"], abs=1e-6)
+        assert ours["dnsmos_ovrl"] == pytest.approx(ovrl, abs=0.01)
+    # another rate is resampled to 16 kHz first (the models' rate)
+    from ddtse.audio.io import resample
+
+    clean = load_audio(assets / "pesq_speech.wav")
+    at_22k = dnsmos_scores(resample(clean, 16000, 22050), 22050)
+    assert at_22k["dnsmos_ovrl"] == pytest.approx(3.25, abs=0.1)

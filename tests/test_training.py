@@ -1,6 +1,7 @@
 """train.py / infer.py end to end on a tiny corpus: outputs, resume, init_from, checkpoints, DDP, bad inputs."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -16,9 +17,11 @@ import yaml
 
 from ddtse.cli import run_cli
 from ddtse.cli.infer import main as infer_main
+from ddtse.cli.train import main as train_main
 from ddtse.config import load_config
 from ddtse.errors import DdtseError
 from ddtse.extract import Extractor, load_checkpoint
+from ddtse.training import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +75,8 @@ def test_experiment_dir_has_config_checkpoints_logs_and_curves(trained):
     assert any(k.startswith("ema_model.") for k in ckpt["state_dict"])
 
 
-def test_resume_continues_from_last_checkpoint(trained, corpus, tmp_path):
+def test_resume_continues_from_last_checkpoint(trained, corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # resume loads weights_only regardless
     from ddtse.training import run_training
 
     exp, _ = trained
@@ -82,6 +86,10 @@ def test_resume_continues_from_last_checkpoint(trained, corpus, tmp_path):
     cfg["trainer"]["max_epochs"] = 2
     trainer = run_training(cfg, copy)
     assert trainer.current_epoch == 2 and trainer.global_step == 4  # 2 steps restored + 2 new
+    assert f"resuming from {copy / 'checkpoints' / 'last.ckpt'} at step 2" in capsys.readouterr().out
+    curves = json.loads((copy / "training_curves.json").read_text())
+    for key in ("train/loss", "val/si_sdr"):  # epoch 0 kept from the first run, each epoch once
+        assert [e for e, _ in curves[key]] == [0, 1], (key, curves[key])
     changed = tiny_config(corpus)
     changed["model"]["H"] = 32
     with pytest.raises(DdtseError, match="different 'model' config"):
@@ -123,22 +131,127 @@ def test_extractor_loads_and_extracts_at_any_rate(trained, corpus):
         Extractor.load(exp / "checkpoints" / "last.ckpt", expect="ddtse")
 
 
-def test_foreign_and_malicious_checkpoints_refused(tmp_path):
+class Evil:
+    """Unpickling it runs ``touch <path>``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.system, ("touch " + self.path,))
+
+
+def test_foreign_and_malicious_checkpoints_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # must not switch weights_only off
     torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
     with pytest.raises(DdtseError, match="not a ddtse checkpoint"):
         load_checkpoint(tmp_path / "foreign.ckpt")
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("touch " + str(tmp_path / "pwned"),))
-
     with open(tmp_path / "evil.ckpt", "wb") as f:
-        pickle.dump({"ddtse_system": "x", "state_dict": Evil()}, f)
-    with pytest.raises(DdtseError, match="cannot read checkpoint"):
-        load_checkpoint(tmp_path / "evil.ckpt")
+        pickle.dump({"ddtse_system": "x", "state_dict": Evil(tmp_path / "pwned")}, f)
+    torch.save({"ddtse_system": "x", "state_dict": Evil(tmp_path / "pwned")}, tmp_path / "evil_zip.ckpt")
+    for name in ("evil.ckpt", "evil_zip.ckpt"):
+        with pytest.raises(DdtseError) as info:
+            load_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert name in message and "could execute code" in message and message.endswith("it was not loaded")
+        assert "weights_only=False" not in message and "\n" not in message
     assert not (tmp_path / "pwned").exists()
+    assert os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"  # restored after the load
     with pytest.raises(DdtseError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.ckpt")
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(DdtseError, match=r"empty.ckpt is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.ckpt")
+    torch.save({"ddtse_system": "x", "state_dict": {"w": torch.zeros(1000)}}, tmp_path / "whole.ckpt")
+    data = (tmp_path / "whole.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DdtseError, match="cut.ckpt: the file is truncated or corrupt"):
+        load_checkpoint(tmp_path / "cut.ckpt")
+
+
+def test_resume_refuses_planted_pickle_and_truncated_checkpoint(trained, corpus, tmp_path, monkeypatch, capsys):
+    """A planted last.ckpt is not unpickled on resume, even with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1."""
+    exp, _ = trained
+    copy = tmp_path / "planted"
+    shutil.copytree(exp, copy)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    last = copy / "checkpoints" / "last.ckpt"
+    torch.save({"ddtse_system": "discriminative", "state_dict": {}, "global_step": 1,
+                "payload": Evil(tmp_path / "pwned")}, last)
+    with pytest.raises(DdtseError, match="cannot resume: refused to load last checkpoint .*it was not loaded"):
+        run_training(tiny_config(corpus), copy)
+    assert not (tmp_path / "pwned").exists()
+    data = (exp / "checkpoints" / "last.ckpt").read_bytes()
+    last.write_bytes(data[: len(data) // 3])
+    assert run_cli(train_main, ["--config", str(_write_config(tiny_config(corpus), tmp_path)),
+                                "--base_dir", str(copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "truncated or corrupt" in err[0] and str(last) in err[0] and "--no_resume" in err[0]
+
+
+def _write_config(cfg: dict, folder: Path, name: str = "tiny.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_kill_mid_epoch_keeps_step_checkpoint_and_resume_says_so(corpus, tmp_path, monkeypatch, capsys):
+    """last.ckpt is written every system.checkpoint_every_n_steps steps, not only at epoch ends."""
+    from ddtse.systems.base import ExtractionSystem
+
+    cfg = tiny_config(corpus)
+    cfg["system"]["checkpoint_every_n_steps"] = 2
+    cfg["trainer"].update({"limit_train_batches": 4, "max_epochs": 2})
+    original = ExtractionSystem.training_step
+
+    def dies_at_step_3(self, batch, batch_idx):
+        if self.global_step >= 3:
+            raise RuntimeError("killed")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(ExtractionSystem, "training_step", dies_at_step_3)
+    exp = tmp_path / "exp"
+    with pytest.raises(RuntimeError, match="killed"):
+        run_training(cfg, exp)
+    last = exp / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["global_step"] == 2
+    assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == ["last.ckpt"]
+    monkeypatch.setattr(ExtractionSystem, "training_step", original)
+    capsys.readouterr()
+    trainer = run_training(cfg, exp)
+    assert f"resuming from {last} at step 2 (epoch 0)" in capsys.readouterr().out
+    assert trainer.global_step == 8 and load_checkpoint(last)["global_step"] == 8
+    curves = json.loads((exp / "training_curves.json").read_text())
+    assert [e for e, _ in curves["val/si_sdr"]] == [0, 1]
+
+
+def test_unwritable_base_dir_is_one_line(corpus, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = _write_config(tiny_config(corpus), tmp_path)
+    assert run_cli(train_main, ["--config", str(config), "--base_dir", str(blocker / "exp")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write to the experiment folder" in err[0]
+    assert not list(tmp_path.glob("file*/**/config.yaml"))
+
+
+def test_train_cli_refuses_config_typos_and_wrong_types(corpus, tmp_path, capsys):
+    config = _write_config(tiny_config(corpus), tmp_path)
+    cases = {
+        "system.lrr=5": "unknown config key system.lrr (did you mean system.lr?)",
+        "data.batch_size=four": "data.batch_size must be an int, got 'four'",
+        "trainer.max_epochs=x": "trainer.max_epochs must be an int or null, got 'x'",
+        "trainer.max_epoch=3": "did you mean trainer.max_epochs?",
+        "data.train.segment_secs=1": "did you mean data.train.segment_seconds?",
+        "datta.x=1": "unknown config key datta (did you mean data?)",
+        "model.HH=3": "did you mean model.H?",
+    }
+    for override, message in cases.items():
+        assert run_cli(train_main, ["--config", str(config), "--base_dir", str(tmp_path / "exp"), override]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (override, err)
+    assert not (tmp_path / "exp").exists()
 
 
 def _infer(argv):

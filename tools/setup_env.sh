@@ -15,6 +15,13 @@ want="$(cat "$root/requirements.txt" "$root/pyproject.toml" "${BASH_SOURCE[0]}" 
 
 log() { echo "[setup_env] $*" >&2; }
 
+# An environment of your own (a cluster module, a container, the GPU check's machine): use it as is.
+if [ -n "${DDTSE_PYTHON:-}" ]; then
+  "$DDTSE_PYTHON" -c 'import torch, lightning' 2>/dev/null \
+    || { log "DDTSE_PYTHON=$DDTSE_PYTHON cannot import torch and lightning"; exit 1; }
+  echo "$DDTSE_PYTHON"; exit 0
+fi
+
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "$venv/bin/python"; exit 0
 fi

@@ -126,16 +126,74 @@ def save_audio(
         if peak > 1.0:
             warnings.warn(f"{path}: peak {peak:.2f} > 1, scaled to 0.99 to avoid clipping in PCM_16")
             wav = wav * (0.99 / peak)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=path.suffix)
-    os.close(fd)
+    if path.is_dir():
+        raise DdtseError(f"output path is a folder, not a file: {path}")
+    tmp = _temp_beside(path)
     try:
         sf.write(tmp, wav, int(sample_rate), subtype=subtype.upper(), format=_format_for(path))
-        os.replace(tmp, path)
-    except Exception:
+        _publish(tmp, path)
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError):
+            raise DdtseError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
+    return path
+
+
+def _umask_mode() -> int:
+    """0o666 minus the process umask: the mode a plain ``open(path, "w")`` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temp_beside(path: Path) -> str:
+    """A fresh hidden temporary file in ``path``'s folder (created if needed); OSError -> DdtseError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=path.suffix)
+    except OSError as exc:
+        raise DdtseError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    return tmp
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Give the finished temporary file the umask's mode (mkstemp makes it 0600) and move it into place."""
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (temporary file + rename), mode 0666 & ~umask; OSError -> DdtseError."""
+    path = Path(path)
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        _publish(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(exc, OSError):
+            raise DdtseError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    return path
+
+
+def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Create ``path`` if needed and check that files can be created in it; else one DdtseError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DdtseError(f"{what} is a file, not a folder: {path}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".tmp_probe_")
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as exc:
+        raise DdtseError(f"cannot write to the {what} {path}: {exc.strerror or exc}") from exc
     return path
 
 

@@ -23,6 +23,8 @@ def parse_args(argv=None):
     p.add_argument("--output", help="output file for --mixture")
     p.add_argument("--out_dir", help="output folder (items written as <out_dir>/<id>.wav)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--resume", action="store_true",
+                   help="skip items whose complete output exists, do the rest (e.g. after a failed or stopped run)")
     p.add_argument("--channel", type=int, default=None, help="channel of a multi-channel mixture to use")
     p.add_argument("--subtype", default="FLOAT", choices=["FLOAT", "PCM_16"])
     p.add_argument("--device", default="auto")
@@ -33,7 +35,9 @@ def parse_args(argv=None):
     p.add_argument("--chunk_seconds", type=float, default=None, help="process long inputs in chunks of this length")
     p.add_argument("--overlap_seconds", type=float, default=1.0)
     p.add_argument("--batch_size", type=int, default=1, help="items per forward batch (not with --chunk_seconds)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N items (a fixed subset)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N items (a fixed subset), N >= 1")
+    p.add_argument("--min_enrollment_seconds", type=float, default=1.0,
+                   help="refuse enrollments shorter than this (default 1 s); silent enrollments are always refused")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -50,10 +54,13 @@ def main(argv=None):
     sources = [s for s in ("librimix_split", "list", "input_dir", "mixture") if getattr(args, s)]
     if len(sources) != 1:
         raise DdtseError("give exactly one input: --librimix_split, --list, --input_dir or --mixture")
+    _check_numbers(args)
     if args.mixture:
         if not args.output:
             raise DdtseError("--mixture needs --output FILE")
         out = Path(args.output)
+        if out.is_dir() or args.output.endswith(("/", "\\")):
+            raise DdtseError(f"--output names a folder ({args.output}); give a file name, e.g. {out / 'estimate.wav'}")
         items = [InferenceItem(out.with_suffix("").name, Path(args.mixture),
                                Path(args.enrollment) if args.enrollment else None)]
         out_dir = out.parent
@@ -67,7 +74,7 @@ def main(argv=None):
             items = items_from_list(args.list)
         else:
             items = items_from_folder(args.input_dir, args.enrollment)
-    if args.limit:
+    if args.limit is not None:
         items = items[: args.limit]
 
     extractor = Extractor.load(args.ckpt, args.device)
@@ -76,12 +83,37 @@ def main(argv=None):
                                    t_start=args.t_start)
     opts = {k: v for k, v in (("K", args.K), ("N", args.N), ("snr", args.snr)) if v is not None}
     opts["seed"] = args.seed
-    summary = run_inference(extractor, items, out_dir, overwrite=args.overwrite, subtype=args.subtype,
-                            chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                            progress=not args.quiet, channel=args.channel, batch_size=args.batch_size, **opts)
-    print(f"{summary['items']} item(s) -> {out_dir}  model {summary['model']}  NFE/item {summary['nfe_per_item']:.0f}  "
-          f"RTF {summary['rtf']:.3f} ({summary['device']})")
+    summary = run_inference(extractor, items, out_dir, overwrite=args.overwrite, resume=args.resume,
+                            subtype=args.subtype, chunk_seconds=args.chunk_seconds,
+                            overlap_seconds=args.overlap_seconds, progress=not args.quiet, channel=args.channel,
+                            batch_size=args.batch_size, min_enrollment_seconds=args.min_enrollment_seconds,
+                            strict=bool(args.mixture), **opts)
+    skipped = f", {summary['skipped_existing']} already done" if summary["skipped_existing"] else ""
+    print(f"{summary['written']} of {summary['items']} item(s) -> {out_dir}{skipped}  model {summary['model']}  "
+          f"NFE/item {summary['nfe_per_item']:.0f}  RTF {summary['rtf']:.3f} ({summary['device']})")
+    if summary["failed"]:
+        print(f"error: {len(summary['failed'])} of {summary['items']} item(s) failed (listed in "
+              f"{out_dir / 'failed.txt'}); fix them and rerun with --resume", file=sys.stderr)
+        return 2
     return 0
+
+
+def _check_numbers(args) -> None:
+    """Numeric options that would silently do the wrong thing are refused up front."""
+    from ddtse.errors import DdtseError
+
+    if args.limit is not None and args.limit < 1:
+        raise DdtseError(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise DdtseError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if not args.min_enrollment_seconds >= 0:
+        raise DdtseError(f"--min_enrollment_seconds must be >= 0, got {args.min_enrollment_seconds}")
+    if args.chunk_seconds is not None:
+        from ddtse.extract import check_chunking
+
+        check_chunking(args.chunk_seconds, args.overlap_seconds)
+    if args.resume and args.overwrite:
+        raise DdtseError("--resume keeps finished outputs and --overwrite replaces them: give one")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def _prepare_libri2mix(argv) -> int:
     parser.add_argument("--enrollment-map", action="append", default=[], metavar="SPLIT=PATH",
                         help="existing SpeakerBeam map or WeSep folder/spk*.enroll for a split (repeatable)")
     parser.add_argument("--no-audio-check", action="store_true", help="only check that files exist (faster)")
+    parser.add_argument("--overwrite", action="store_true", help="replace lists an earlier run wrote in --out")
     args = parser.parse_args(argv)
     maps = {}
     for item in args.enrollment_map:
@@ -52,7 +53,7 @@ def _prepare_libri2mix(argv) -> int:
             raise DdtseError(f"--enrollment-map expects SPLIT=PATH, got '{item}'")
         maps[split] = path
     reports = prepare_libri2mix(args.root, args.out, args.splits, args.sample_rate, args.mode, args.types,
-                                args.seed, maps, not args.no_audio_check)
+                                args.seed, maps, not args.no_audio_check, overwrite=args.overwrite)
     failed = False
     for report in reports:
         print("\n".join(report.lines()))
@@ -84,11 +85,21 @@ def _make_extr_lists(argv) -> int:
     parser.add_argument("--num", type=int, default=1000, help="number of lines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--snr-max", type=float, default=2.5, help="SNR ~ U(0, snr-max); the relative level is twice that")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
+    from pathlib import Path
+
+    out = Path(args.out)
+    if args.num < 1:
+        raise DdtseError(f"--num must be at least 1, got {args.num}")
+    if out.is_dir():
+        raise DdtseError(f"--out {out} is a folder; name the list file to write (e.g. {out / 'list.txt'})")
+    if out.exists() and not args.overwrite:
+        raise DdtseError(f"--out {out} exists; pass --overwrite to replace it")
     source = {"type": "librimix", "path": args.source} if args.librimix else args.source
-    root = args.root or (args.source if not args.source.endswith(".csv") else str(__import__("pathlib").Path(args.source).parent))
+    root = args.root or (args.source if not args.source.endswith(".csv") else str(Path(args.source).parent))
     lines = make_extr_lines(source, args.num, root, args.seed, args.snr_max)
-    print(f"wrote {write_extr_list(args.out, lines)} ({len(lines)} lines, paths relative to {root})")
+    print(f"wrote {write_extr_list(out, lines)} ({len(lines)} lines, paths relative to {root})")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""calc_metrics.py: PESQ / ESTOI / SI-SDR(i) of extracted audio against references."""
+"""calc_metrics.py: SI-SDR(i), PESQ, ESTOI, target-selection metrics (confusion, acceptance),
+DNSMOS and speaker similarity of extracted audio."""
 from __future__ import annotations
 
 import argparse
@@ -11,20 +12,34 @@ from ddtse.cli import run_cli
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Score extracted speech: per-utterance CSV, summary JSON/Markdown, table on stdout.",
-        epilog="Folder mode: --gt_dir REF --enhanced_dir EST [--mix_dir MIX]. Libri2Mix mode: "
-               "--librimix_split ROOT/wav16k/min/test --enhanced_dir EST (files s1/<mixture_ID>.wav).",
+        epilog="Folder mode: --gt_dir REF --enhanced_dir EST [--mix_dir MIX] [--interferer_dir INT] "
+               "[--enroll_dir ENR]; DNSMOS alone needs only --enhanced_dir. Libri2Mix mode: "
+               "--librimix_split ROOT/wav16k/min/test --enhanced_dir EST (files s1/<mixture_ID>.wav; the "
+               "interferer is the mixture's other source). Items that cannot be scored are listed in "
+               "failed.txt beside the scores and make the exit code non-zero.",
     )
     p.add_argument("--gt_dir", help="reference (clean target) folder; files matched by relative path or name")
     p.add_argument("--enhanced_dir", help="folder of extracted audio")
     p.add_argument("--score_mixture", action="store_true",
                    help="Libri2Mix mode: score the unprocessed mixture (the baseline row); with "
                         "--enhanced_dir, only on the items extracted there")
-    p.add_argument("--mix_dir", help="mixture folder, for SI-SDRi")
+    p.add_argument("--mix_dir", help="mixture folder, for SI-SDRi and accepted")
+    p.add_argument("--interferer_dir", help="folder of the interfering speakers' sources (matched by name like "
+                                            "--gt_dir), for si_sdr_interferer and confusion")
+    p.add_argument("--enroll_dir", help="folder of enrollments matched by name, for spk_sim (folder mode)")
+    p.add_argument("--enroll_map", help="Libri2Mix mode: SpeakerBeam-style map_mixture2enrollment for spk_sim "
+                                        "(default: the split's own)")
+    p.add_argument("--speaker_ckpt", help="a speaker_encoder checkpoint, or an extractor whose network has a speaker "
+                                          "encoder (e.g. DDTSE), for spk_sim")
+    p.add_argument("--length_tolerance_ms", type=float, default=10.0,
+                   help="an estimate longer/shorter than its reference by more is an error for that item")
     p.add_argument("--librimix_split", help="a Libri2Mix split folder (e.g. Libri2Mix/wav16k/min/test)")
     p.add_argument("--mixture_type", default="mix_both", help="Libri2Mix mixture folder (mix_both, mix_clean)")
     p.add_argument("--out_dir", help="where per_utt.csv, summary.json, summary.md go (default: <enhanced_dir>_scores)")
     p.add_argument("--groups", help="file of 'utterance category' lines (e.g. FF/MM/FM) for per-group means")
-    p.add_argument("--metrics", default="si_sdr,si_sdri,pesq,estoi", help="comma-separated subset")
+    p.add_argument("--metrics", default="si_sdr,si_sdri,pesq,estoi",
+                   help="comma-separated, from: si_sdr, si_sdri, pesq, estoi, si_sdr_interferer, confusion, "
+                        "accepted, dnsmos_sig, dnsmos_bak, dnsmos_ovrl, dnsmos_p808, spk_sim")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--allow_missing", action="store_true", help="exit 0 even if some estimates are missing")
     p.add_argument("--overwrite", action="store_true", help="replace existing score files")
@@ -36,8 +51,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from ddtse.errors import DdtseError
-    from ddtse.metrics import METRIC_NAMES
-    from ddtse.scoring import apply_groups, format_markdown, pair_folders, pair_librimix, read_groups, score_items
+    from ddtse.metrics import METRIC_NAMES, NON_INTRUSIVE
+    from ddtse.scoring import (apply_groups, attach_librimix_enrollments, format_markdown, pair_folders,
+                               pair_librimix, read_groups, score_items)
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in METRIC_NAMES]
@@ -47,13 +63,19 @@ def main(argv=None):
         raise DdtseError("--score_mixture goes with --librimix_split")
     if not args.enhanced_dir and not args.score_mixture:
         raise DdtseError("give --enhanced_dir (the extracted audio)")
+    if args.length_tolerance_ms < 0:
+        raise DdtseError(f"--length_tolerance_ms must be >= 0, got {args.length_tolerance_ms}")
     if args.librimix_split:
         items, missing = pair_librimix(args.librimix_split, args.enhanced_dir, args.mixture_type,
                                        score_mixture=args.score_mixture)
-    elif args.gt_dir:
-        items, missing = pair_folders(args.gt_dir, args.enhanced_dir, args.mix_dir)
+        if "spk_sim" in metrics:
+            attach_librimix_enrollments(items, args.librimix_split, args.enroll_map)
+    elif args.gt_dir or (metrics and all(m in NON_INTRUSIVE for m in metrics)):
+        items, missing = pair_folders(args.gt_dir, args.enhanced_dir, args.mix_dir, args.interferer_dir,
+                                      args.enroll_dir)
     else:
-        raise DdtseError("give --gt_dir (folder mode) or --librimix_split (Libri2Mix mode)")
+        raise DdtseError("give --gt_dir (folder mode) or --librimix_split (Libri2Mix mode); only "
+                         f"{', '.join(NON_INTRUSIVE)} score without a reference")
     if args.groups:
         apply_groups(items, read_groups(args.groups))
     if args.out_dir:
@@ -70,9 +92,15 @@ def main(argv=None):
             raise DdtseError(f"{len(missing)} estimate(s) missing under {args.enhanced_dir}; "
                              "pass --allow_missing to score the rest")
     report = score_items(items, out_dir, jobs=args.jobs, metrics=metrics, missing=missing,
-                         overwrite=args.overwrite, progress=not args.quiet, title=args.title)
+                         overwrite=args.overwrite, progress=not args.quiet, title=args.title,
+                         speaker_ckpt=args.speaker_ckpt, length_tolerance_ms=args.length_tolerance_ms)
     print(format_markdown(report.summary, [m for m in metrics if m in report.summary], args.title))
     print(f"wrote {out_dir / 'per_utt.csv'}, summary.json, summary.md")
+    for item_id, why in report.failed:
+        print(f"failed: {item_id}: {why}", file=sys.stderr)
+    if report.failed:
+        raise DdtseError(f"{len(report.failed)} of {len(items)} item(s) could not be scored; "
+                         f"listed in {out_dir / 'failed.txt'}")
     return 0
 
 

@@ -45,8 +45,13 @@ def main(argv=None):
     )
     summary = slice_files(args.inputs, args.out, kwargs, overwrite=args.overwrite, subtype=args.subtype)
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(summary, indent=2))
+        from ddtse.audio.io import write_text_atomic
+
+        write_text_atomic(args.report, json.dumps(summary, indent=2))
+    if summary["failed"]:
+        print(f"error: {len(summary['failed'])} input(s) failed (listed in {Path(args.out) / 'failed.txt'})",
+              file=sys.stderr)
+        return 2
     return 0
 
 

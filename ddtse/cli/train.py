@@ -25,10 +25,11 @@ def main(argv=None):
     import yaml
 
     from ddtse.config import load_config
+    from ddtse.schema import validate_config
     from ddtse.training import run_training
 
     config_path = Path(args.config) if args.config else DEFAULT_CONFIG
-    config = load_config(config_path, args.overrides)
+    config = validate_config(load_config(config_path, args.overrides))  # before anything is built
     if args.print_config:
         print(yaml.safe_dump(config, sort_keys=False))
         return 0

@@ -1,5 +1,5 @@
-"""Data layer: Libri2Mix, dynamic mixing, extraction lists, demo corpus, datamodule.
+"""Data layer: Libri2Mix, dynamic mixing, extraction lists, speaker utterances, demo corpus, datamodule.
 
 Importing this package registers the datasets in ``ddtse.registry.DATASETS``.
 """
-from ddtse.data import clean_dirty, librimix, lists, mixing  # noqa: F401  (register datasets)
+from ddtse.data import clean_dirty, librimix, lists, mixing, speakers  # noqa: F401  (register datasets)

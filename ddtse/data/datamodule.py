@@ -18,7 +18,7 @@ or an ``(index, epoch)`` tuple (training loaders use :class:`EpochSampler`, whic
 so per-item randomness can follow the epoch; subclass ddtse.data.base.ExtractionDataset to get
 this), and return a dict per item: ``id`` (str), ``mixture`` float32 (T,) or (C, T),
 ``target`` (T,) [optional], ``enrollment`` (Te,) [optional], ``group`` (str), ``embedding`` (D,),
-``speaker_index`` (int) [all optional]. Other keys are ignored by :func:`collate_batch`.
+``speaker_index`` (int), ``interferer`` (T,) (the other speaker's source, for selection metrics) [all optional]. Other keys are ignored by :func:`collate_batch`.
 """
 from __future__ import annotations
 
@@ -69,6 +69,8 @@ def collate_batch(items: list[dict]) -> dict:
         if batch["target"].shape[-1] != batch["mixture"].shape[-1] or not torch.equal(target_lengths, batch["lengths"]):
             bad = [it["id"] for it, a, b in zip(items, target_lengths, batch["lengths"]) if a != b]
             raise DdtseError(f"target and mixture lengths differ for item(s) {', '.join(bad)}")
+    if all("interferer" in it for it in items):
+        batch["interferer"], _ = _pad_stack([np.asarray(it["interferer"]) for it in items])
     if all("enrollment" in it for it in items):
         batch["enrollment"], batch["enrollment_lengths"] = _pad_stack([np.asarray(it["enrollment"]) for it in items])
     if all("embedding" in it for it in items):

@@ -89,23 +89,39 @@ def metadata_csv_path(split_dir: str | Path, mixture_type: str) -> Path:
     return split_dir.parent / "metadata" / f"mixture_{split_dir.name}_{mixture_type}.csv"
 
 
+def _inside_tree(value: str, split_dir: Path) -> Path:
+    """Where a metadata path lives inside this tree: the part after ``<split>/`` (else the parent
+    folder and file name, ``mix_both/<mixture_ID>.wav``) below ``split_dir``."""
+    parts = [p for p in value.replace("\\", "/").split("/") if p]
+    head = parts[:-1]
+    if split_dir.name in head:
+        rest = parts[len(head) - head[::-1].index(split_dir.name):]
+    else:
+        rest = parts[-2:]
+    return split_dir.joinpath(*rest)
+
+
 def _resolve_column(values: list[str], split_dir: Path, csv_dir: Path, column: str) -> list[str]:
-    """Keep paths that exist (checked on the first row); else look them up inside the split folder
-    as ``<split_dir>/<parent folder name>/<file name>`` (absolute paths of another machine).
-    Single missing files are not checked here (reading names them; the prepare script lists them)."""
+    """Resolve a metadata column inside the tree, as the README promises: each path's part after
+    ``<split>/`` (or its folder and file name) below ``split_dir``, so a moved or copied tree reads
+    its own files even while the original (named in the CSV) still exists. Only when the tree has no
+    such file is the path used as written (absolute, or relative to the CSV's folder). Decided on the
+    first row; single missing files are not checked here (reading names them; the prepare script
+    lists them)."""
     if not values:
         return values
     first = values[0]
+    if _inside_tree(first, split_dir).is_file():
+        return [str(_inside_tree(v, split_dir)) for v in values]
     if not os.path.isabs(first):
-        candidate = csv_dir / first
-        if candidate.exists():
+        if (csv_dir / first).exists():
             return [str(csv_dir / v) for v in values]
     elif os.path.exists(first):
         return values
-    folder = split_dir / Path(first).parent.name
+    folder = _inside_tree(first, split_dir).parent
     if not folder.is_dir():
         raise DdtseError(f"{column} '{first}' exists neither as written nor inside the tree ({folder} is missing)")
-    return [str(folder.parent / Path(v).parent.name / Path(v).name) for v in values]
+    return [str(_inside_tree(v, split_dir)) for v in values]
 
 
 def librimix_split_paths(split_dir: str | Path, mixture_type: str = "mix_both",
@@ -440,6 +456,8 @@ class Libri2MixDataset(ExtractionDataset):
         self.check_enrollment(enrollment, enrol_path, item_id)
         item = {"id": item_id, "mixture": mixture, "target": target, "enrollment": enrollment,
                 "enrollment_path": enrol_path}
+        if not self.train and len(record.source_paths) == 2:  # validation sees wrong-speaker outputs
+            item["interferer"] = fit_length(self._read(record.source_paths[2 - k], start, frames), length)
         if record.mixture_id in self.groups:
             item["group"] = self.groups[record.mixture_id]
         if self.train:

@@ -129,6 +129,8 @@ def make_extr_lines(pool: UtterancePool | dict | str, num_items: int, root: str 
     """``num_items`` list lines from a speaker-labelled pool: random target, interferer of another
     speaker, SNR ~ U(0, snr_max) (written as +SNR / -SNR), enrollment = another utterance of the
     target speaker; paths relative to ``root``. Deterministic for a seed."""
+    if int(num_items) < 1:
+        raise DdtseError(f"the number of list lines must be at least 1, got {num_items} (--num)")
     pool = build_pool(pool)
     root = Path(root).resolve()
     rng = np.random.default_rng(seed)
@@ -155,9 +157,22 @@ def make_extr_lines(pool: UtterancePool | dict | str, num_items: int, root: str 
     return lines
 
 
-def write_extr_list(path: str | Path, lines: list[str]) -> Path:
-    """Write list lines (one item per line)."""
+def write_extr_list(path: str | Path, lines: list[str], overwrite: bool = True) -> Path:
+    """Write list lines (one item per line), atomically; an existing file only with ``overwrite``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    if path.is_dir():
+        raise DdtseError(f"{path} is a folder; --out names the list file to write (e.g. {path / 'list.txt'})")
+    if path.exists() and not overwrite:
+        raise DdtseError(f"{path} exists; pass --overwrite to replace it")
+    if not lines:
+        raise DdtseError(f"no list lines to write to {path}")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()
+        raise DdtseError(f"cannot write {path} ({exc.strerror or exc})") from exc
     return path

@@ -117,7 +117,10 @@ def pool_from_csv(path: str | Path) -> UtterancePool:
         audio = Path(row["path"]) if os.path.isabs(row["path"]) else path.parent / row["path"]
         if not audio.is_file():
             raise DdtseError(f"{path}: audio file not found: {audio}")
-        info = sf.info(str(audio))
+        try:
+            info = sf.info(str(audio))
+        except Exception as exc:
+            raise DdtseError(f"{path}: cannot read audio file {audio}: {str(exc).splitlines()[0]}") from exc
         frames = int(float(row["length"])) if row.get("length") else int(info.frames)
         utterances.append(Utterance(row["speaker"], str(audio), frames, int(info.samplerate), audio.stem))
     return UtterancePool(utterances, str(path))

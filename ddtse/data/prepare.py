@@ -8,9 +8,11 @@ with the seed). Point a ``libri2mix`` dataset at them with ``lists_dir: <out>``.
 from __future__ import annotations
 
 import glob
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from ddtse.data.base import write_csv_rows
@@ -97,7 +99,42 @@ def validate_split(split_dir: str | Path, mixture_type: str, check_audio: bool =
                 report.problems.append(f"{path}: {info.channels} channels, expected mono")
             if info.frames != record.length:
                 report.problems.append(f"{path}: {info.frames} samples, metadata says {record.length}")
+            if info.subtype in FLOAT_SUBTYPES and not _all_finite(path):
+                report.problems.append(f"{path}: non-finite samples (NaN or inf)")
     return records, report
+
+
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # integer PCM cannot hold NaN/inf, so only these are read
+
+
+def _all_finite(path: str, block: int = 1 << 20) -> bool:
+    """Whether a float audio file holds only finite samples (read in blocks; unreadable = not finite)."""
+    try:
+        for data in sf.blocks(path, blocksize=block, dtype="float32"):
+            if not np.isfinite(data).all():
+                return False
+    except Exception:
+        return False
+    return True
+
+
+def ensure_writable_dir(folder: str | Path) -> Path:
+    """Create ``folder`` (and parents); one clear error when it cannot be written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise DdtseError(f"cannot write to the output folder {folder} ({exc.strerror or exc})") from exc
+    return folder
+
+
+def split_outputs(out_dir: str | Path, split: str, mixture_types) -> list[Path]:
+    """The files prepare_split writes for a split (lists; the enrollment map for non-training splits)."""
+    out = Path(out_dir) / split
+    paths = [out / f"mixture_{split}_{t}.csv" for t in mixture_types]
+    return paths if split.startswith("train") else paths + [out / MAP_NAME]
 
 
 def check_enrollment_map(records: list[LibriMixRecord], entries: dict, split_dir: Path) -> list[str]:
@@ -130,10 +167,13 @@ def map_lines(records: list[LibriMixRecord], entries: dict) -> list[str]:
 
 def prepare_split(split_dir: str | Path, out_dir: str | Path, mixture_types=("mix_both",), seed: int = 0,
                   enrollment_map: str | Path | None = None, check_audio: bool = True,
-                  expect_count: int | None = None) -> list[SplitReport]:
-    """Validate one split and write its lists into ``<out_dir>/<split>/``."""
+                  expect_count: int | None = None, overwrite: bool = False) -> list[SplitReport]:
+    """Validate one split and write its lists into ``<out_dir>/<split>/`` (existing ones only with
+    ``overwrite``)."""
     split_dir = Path(split_dir)
     out = Path(out_dir) / split_dir.name
+    _refuse_existing(split_outputs(out_dir, split_dir.name, mixture_types), overwrite)
+    ensure_writable_dir(out)
     reports = []
     records_any = None
     for mixture_type in mixture_types:
@@ -162,18 +202,32 @@ def prepare_split(split_dir: str | Path, out_dir: str | Path, mixture_types=("mi
             lines, problems = make_enrollment_map(records_any, seed)
             report.problems.extend(problems)
         if lines:
-            (out / MAP_NAME).write_text("\n".join(lines) + "\n")
+            tmp = out / (MAP_NAME + ".tmp")
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.replace(out / MAP_NAME)
             report.outputs.append(out / MAP_NAME)
     return reports
 
 
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise DdtseError(f"{existing[0]} exists{more}; pass --overwrite to replace the lists")
+
+
 def prepare_libri2mix(root: str | Path, out_dir: str | Path, splits=("dev", "test"), sample_rate: int = 16000,
                       mode: str = "min", mixture_types=("mix_both",), seed: int = 0,
-                      enrollment_maps: dict[str, str] | None = None, check_audio: bool = True) -> list[SplitReport]:
-    """Validate the given splits of a Libri2Mix root and write their lists; returns the reports."""
+                      enrollment_maps: dict[str, str] | None = None, check_audio: bool = True,
+                      overwrite: bool = False) -> list[SplitReport]:
+    """Validate the given splits of a Libri2Mix root and write their lists; returns the reports.
+
+    Earlier lists in ``out_dir`` are refused before anything is written unless ``overwrite``."""
+    split_dirs = [locate_split_dir(root, split, sample_rate, mode, allow_resample=False) for split in splits]
+    _refuse_existing([p for d in split_dirs for p in split_outputs(out_dir, d.name, mixture_types)], overwrite)
+    ensure_writable_dir(out_dir)
     reports = []
-    for split in splits:
-        split_dir = locate_split_dir(root, split, sample_rate, mode, allow_resample=False)
+    for split, split_dir in zip(splits, split_dirs):
         reports.extend(prepare_split(split_dir, out_dir, mixture_types, seed,
-                                     (enrollment_maps or {}).get(split), check_audio))
+                                     (enrollment_maps or {}).get(split), check_audio, overwrite=True))
     return reports

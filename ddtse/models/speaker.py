@@ -1,19 +1,25 @@
-"""Speaker clues: an enrollment encoder trained jointly with the extractor, and a passthrough
-for pre-computed embeddings. Independent of the extractor backbones, so any model can use them.
+"""Speaker clues: an enrollment encoder trained jointly with the extractor, a passthrough
+for pre-computed embeddings, and a pretrained speaker-verification encoder (``ecapa_tdnn``,
+trained by the ``speaker_encoder`` system; ``pretrained`` uses it as a clue). Independent of
+the extractor backbones, so any model can use them.
 
 Every speaker module has ``output_dim`` and ``uses_enrollment`` attributes.
 """
 from __future__ import annotations
 
+import copy
 import math
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ddtse.errors import DdtseError
 from ddtse.registry import MODELS
 
-__all__ = ["SpectralSpeakerEncoder", "PrecomputedEmbedding", "mel_filterbank", "masked_mean_std"]
+__all__ = ["SpectralSpeakerEncoder", "PrecomputedEmbedding", "EcapaTdnn", "PretrainedSpeakerEncoder",
+           "load_speaker_encoder", "mel_filterbank", "masked_mean_std"]
 
 
 def _hz_to_mel(hz):
@@ -181,3 +187,263 @@ class PrecomputedEmbedding(nn.Module):
             raise ValueError(f"embedding must be (B, {self.input_dim}), got {tuple(embedding.shape)}")
         embedding = embedding.float()
         return self.proj(embedding) if self.proj is not None else embedding
+
+
+# ----------------------------------------------------------------------------------------------
+# Speaker-verification network (trained by the speaker_encoder system) and its use as a clue
+# ----------------------------------------------------------------------------------------------
+class _LogMel(nn.Module):
+    """Waveform (B, T) -> log-mel (B, n_mels, N) on uncentred frames, and the valid-frame mask."""
+
+    def __init__(self, sample_rate: int, n_fft: int, win_length: int | None, hop_length: int, n_mels: int):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.win_length = win_length or n_fft
+        if self.win_length > n_fft:
+            raise ValueError(f"win_length {self.win_length} exceeds n_fft {n_fft}")
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+        self.register_buffer("mel", mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = torch.arange(wav.shape[-1], device=wav.device)[None, :] < lengths[:, None]
+        wav = (wav * valid).float()
+        if wav.shape[-1] < self.n_fft:
+            wav = F.pad(wav, (0, self.n_fft - wav.shape[-1]))
+        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window,
+                          center=False, return_complex=True)
+        feats = torch.log(torch.matmul(self.mel, spec.real**2 + spec.imag**2) + 1e-6)
+        frames = torch.clamp((lengths - self.n_fft) // self.hop_length + 1, min=1)
+        mask = torch.arange(feats.shape[-1], device=feats.device)[None, :] < frames[:, None]
+        mean, _ = masked_mean_std(feats, mask)
+        return (feats - mean[..., None]) * mask[:, None, :], mask  # per-utterance mean normalisation
+
+
+class _SEResBlock(nn.Module):
+    """ECAPA-style block: 1x1 -> dilated k-conv -> 1x1 (each ReLU + BatchNorm), masked
+    squeeze-excitation, residual."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int, se_channels: int):
+        super().__init__()
+
+        def unit(k, d):
+            return nn.ModuleList([nn.Conv1d(channels, channels, k, dilation=d, padding=d * (k // 2)),
+                                  nn.BatchNorm1d(channels)])
+
+        self.units = nn.ModuleList([unit(1, 1), unit(kernel_size, dilation), unit(1, 1)])
+        self.se = nn.Sequential(nn.Linear(channels, se_channels), nn.ReLU(), nn.Linear(se_channels, channels),
+                                nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask[:, None, :].to(x.dtype)
+        h = x
+        for conv, norm in self.units:
+            h = norm(F.relu(conv(h))) * m
+        mean, _ = masked_mean_std(h, mask)
+        return (h * self.se(mean)[..., None] + x) * m
+
+
+@MODELS.register("ecapa_tdnn")
+class EcapaTdnn(nn.Module):
+    """A small ECAPA-TDNN speaker-verification network: waveform -> (B, emb_dim) embedding.
+
+    Log-mel (``n_mels``, 25/10 ms at 16 kHz), a TDNN layer, ``blocks`` SE-residual blocks
+    (dilations 2, 3, 4, ...), multi-layer aggregation, masked attentive statistics pooling,
+    BatchNorm + Linear to ``emb_dim``. Padding beyond ``lengths`` does not change the result in
+    eval mode. ``forward(wav (B, T), lengths (B,) | None) -> (B, emb_dim)`` (not normalised);
+    ``embed_features(feats, mask)`` runs the network on (augmented) features.
+    """
+
+    uses_enrollment = True
+
+    def __init__(self, emb_dim: int = 256, sample_rate: int = 16000, n_fft: int = 512,
+                 win_length: int | None = 400, hop_length: int = 160, n_mels: int = 80,
+                 channels: int = 512, blocks: int = 3, kernel_size: int = 3, se_channels: int = 128,
+                 attention_channels: int = 128):
+        super().__init__()
+        for name, value in (("emb_dim", emb_dim), ("n_fft", n_fft), ("hop_length", hop_length), ("n_mels", n_mels),
+                            ("channels", channels), ("blocks", blocks), ("kernel_size", kernel_size),
+                            ("se_channels", se_channels), ("attention_channels", attention_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"option '{name}' must be a positive int, got {value!r}")
+        self.output_dim, self.sample_rate = emb_dim, int(sample_rate)
+        self.frontend = _LogMel(sample_rate, n_fft, win_length, hop_length, n_mels)
+        self.input_norm = nn.BatchNorm1d(n_mels)
+        self.tdnn = nn.Conv1d(n_mels, channels, 5, padding=2)
+        self.tdnn_norm = nn.BatchNorm1d(channels)
+        self.blocks = nn.ModuleList(_SEResBlock(channels, kernel_size, 2 + i, se_channels) for i in range(blocks))
+        self.mfa = nn.Conv1d(channels * blocks, channels * blocks, 1)
+        self.attention = nn.Sequential(nn.Conv1d(channels * blocks, attention_channels, 1), nn.Tanh(),
+                                       nn.Conv1d(attention_channels, channels * blocks, 1))
+        self.pool_norm = nn.BatchNorm1d(2 * channels * blocks)
+        self.proj = nn.Linear(2 * channels * blocks, emb_dim)
+
+    def features(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) -> mean-normalised log-mel (B, n_mels, N) and the valid-frame mask (B, N)."""
+        if wav.dim() != 2:
+            raise ValueError(f"the speaker encoder takes (B, T) waveforms, got {tuple(wav.shape)}")
+        if lengths is None:
+            lengths = torch.full((wav.shape[0],), wav.shape[-1], device=wav.device)
+        return self.frontend(wav, lengths.to(wav.device))
+
+    def embed_features(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask[:, None, :].to(feats.dtype)
+        h = self.tdnn_norm(F.relu(self.tdnn(self.input_norm(feats) * m))) * m
+        outs = []
+        for block in self.blocks:
+            h = block(h, mask)
+            outs.append(h)
+        h = F.relu(self.mfa(torch.cat(outs, dim=1))) * m
+        logits = self.attention(h).masked_fill(~mask[:, None, :], float("-inf"))
+        w = torch.softmax(logits.float(), dim=-1).to(h.dtype)
+        mean = (h * w).sum(-1)
+        std = torch.sqrt(((h - mean[..., None]) ** 2 * w).sum(-1).clamp(min=1e-5))
+        return self.proj(self.pool_norm(torch.cat([mean, std], dim=1)))
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embed_features(*self.features(wav, lengths))
+
+
+SPEAKER_ENCODER_SYSTEM = "speaker_encoder"
+
+
+def _encoder_state(ckpt: dict, path) -> dict:
+    """The verification network's weights of a speaker_encoder checkpoint (EMA copy if it has one)."""
+    state = ckpt["state_dict"]
+    prefix = "ema_model." if any(k.startswith("ema_model.") for k in state) else "model."
+    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not out:
+        raise DdtseError(f"{path}: no speaker-encoder weights in the checkpoint")
+    return out
+
+
+def read_speaker_encoder_checkpoint(path) -> tuple[dict, dict]:
+    """(model config, weights) of a speaker_encoder checkpoint; another checkpoint type is one clear error."""
+    from ddtse.extract import CHECKPOINT_KEY, load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    kind = ckpt[CHECKPOINT_KEY]
+    if kind != SPEAKER_ENCODER_SYSTEM:
+        raise DdtseError(f"{path} holds a '{kind}' model, not a speaker encoder (train one with "
+                         f"system.name: {SPEAKER_ENCODER_SYSTEM})")
+    config = (ckpt.get("hyper_parameters") or {}).get("config") or {}
+    if not isinstance(config.get("model"), dict):
+        raise DdtseError(f"{path}: the checkpoint has no model config")
+    return copy.deepcopy(config["model"]), _encoder_state(ckpt, path)
+
+
+def build_encoder(model_cfg: dict, state: dict | None = None, path=None) -> nn.Module:
+    """Build a speaker-verification network from its config (and load ``state`` if given)."""
+    net = MODELS.build(model_cfg)
+    if state is not None:
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DdtseError(f"{path}: weights do not match the stored config ({str(exc).splitlines()[0]})") from exc
+    return net
+
+
+def load_speaker_encoder(path) -> nn.Module:
+    """A speaker encoder in eval mode: ``forward(wav (B, T), lengths (B,)) -> (B, D)``, with
+    ``sample_rate`` and ``output_dim``.
+
+    ``path``: a speaker_encoder checkpoint, or any extractor checkpoint whose network has a speaker
+    module that reads the enrollment (its verification network when it is ``pretrained``).
+    """
+    from ddtse.extract import CHECKPOINT_KEY, load_checkpoint, load_system
+
+    ckpt = load_checkpoint(path)
+    if ckpt[CHECKPOINT_KEY] == SPEAKER_ENCODER_SYSTEM:
+        model_cfg, state = read_speaker_encoder_checkpoint(path)
+        net = build_encoder(model_cfg, state, path)
+        return net.eval()
+    del ckpt
+    system = load_system(path)
+    speaker = getattr(system.inference_model(), "speaker", None)
+    if not isinstance(speaker, nn.Module) or not getattr(speaker, "uses_enrollment", False):
+        raise DdtseError(f"{path} holds a '{type(system).registry_name}' model without a speaker encoder "
+                         "(it has no speaker module that reads an enrollment)")
+    if isinstance(speaker, PretrainedSpeakerEncoder):
+        speaker = speaker.net
+    if not hasattr(speaker, "sample_rate"):
+        speaker.sample_rate = system.sample_rate
+    return speaker.eval()
+
+
+def resolve_pretrained_speakers(model_cfg, sample_rate: int | None = None):
+    """A copy of a model config where every ``{name: pretrained, ckpt: ...}`` also records the
+    encoder's model config (``encoder``), so the extractor rebuilds without the encoder file.
+    An encoder trained at another rate than ``sample_rate`` (the extractor's) is refused."""
+    if isinstance(model_cfg, list):
+        return [resolve_pretrained_speakers(v, sample_rate) for v in model_cfg]
+    if not isinstance(model_cfg, dict):
+        return model_cfg
+    out = {k: resolve_pretrained_speakers(v, sample_rate) for k, v in model_cfg.items()}
+    if out.get("name") == "pretrained":
+        if not out.get("encoder"):
+            if not out.get("ckpt"):
+                raise DdtseError("speaker 'pretrained' needs ckpt: <speaker-encoder checkpoint>")
+            out["encoder"], _ = read_speaker_encoder_checkpoint(out["ckpt"])
+        rate = out["encoder"].get("sample_rate") if isinstance(out["encoder"], dict) else None
+        if sample_rate and rate and int(rate) != int(sample_rate):
+            raise DdtseError(f"speaker encoder {out.get('ckpt')} works at {rate} Hz but this extractor at "
+                             f"{sample_rate} Hz; train the encoder with data.sample_rate={sample_rate} "
+                             f"model.sample_rate={sample_rate}")
+    return out
+
+
+@MODELS.register("pretrained")
+class PretrainedSpeakerEncoder(nn.Module):
+    """A speaker clue from a trained speaker encoder (``train.py`` with system ``speaker_encoder``).
+
+    ``ckpt``: the encoder checkpoint (weights read with weights_only); ``encoder``: its model config
+    (recorded into the extractor's config when the extractor is built, so an extractor checkpoint,
+    whose state_dict holds these weights, rebuilds without ``ckpt``); ``freeze`` (default true):
+    no gradient and eval mode kept (BatchNorm statistics fixed); ``normalize``: L2-normalise the
+    embedding; ``emb_dim``: optional Linear projection to this width (trainable).
+    ``forward(enrollment (B, Te), lengths (B,) | None) -> (B, output_dim)``.
+    """
+
+    uses_enrollment = True
+
+    def __init__(self, ckpt: str | None = None, freeze: bool = True, encoder: dict | None = None,
+                 normalize: bool = True, emb_dim: int | None = None):
+        super().__init__()
+        for name, value in (("freeze", freeze), ("normalize", normalize)):
+            if not isinstance(value, bool):
+                raise DdtseError(f"speaker 'pretrained': option '{name}' must be true or false, got {value!r}")
+        state = None
+        if ckpt and Path(ckpt).is_file():
+            try:
+                stored, file_state = read_speaker_encoder_checkpoint(ckpt)
+            except DdtseError:
+                if not encoder:
+                    raise
+                stored, file_state = None, None  # rebuilt from the recorded config (weights: the extractor's)
+            encoder = encoder or stored
+            if stored == encoder:  # a file replaced by another encoder since is not read
+                state = file_state
+        elif not encoder:
+            raise DdtseError(f"speaker 'pretrained': speaker-encoder checkpoint not found: {ckpt}"
+                             if ckpt else "speaker 'pretrained' needs ckpt: <speaker-encoder checkpoint>")
+        self.net = build_encoder(encoder, state, ckpt)
+        self.freeze, self.normalize = freeze, normalize
+        self.sample_rate = getattr(self.net, "sample_rate", None)
+        dim = int(self.net.output_dim)
+        self.proj = nn.Linear(dim, int(emb_dim)) if emb_dim and int(emb_dim) != dim else None
+        self.output_dim = int(emb_dim) if self.proj is not None else dim
+        if freeze:
+            self.net.requires_grad_(False)
+            self.net.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze:
+            self.net.eval()
+        return self
+
+    def forward(self, enrollment: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            emb = self.net(enrollment, lengths)
+        if self.normalize:
+            emb = F.normalize(emb, dim=-1)
+        return self.proj(emb) if self.proj is not None else emb

@@ -26,7 +26,13 @@ skip output the same way (the BUT Libri2Mix recipe). Kinds (``e`` = embedding, `
 Embedding. An auxiliary, unshared network: Conv1d encoder (N filters, L, S) + ReLU ->
 [cLN + 1x1 N -> ``aux_bottleneck``] -> ``aux_blocks`` TCN blocks (dilations 1, 2, 4, ...) ->
 [1x1 to the embedding width when ``aux_out_proj``] -> mean over the valid frames of each
-enrollment (``enrollment_lengths``; padded frames are excluded).
+enrollment (``enrollment_lengths``; padded frames are excluded). With ``speaker:`` (a speaker
+module config, e.g. ``{name: pretrained, ckpt: ..., freeze: true}`` or
+``{name: spectral_speaker_encoder}``) that module gives the embedding instead and no aux net is
+built (the ``aux_*`` options are unused); a Linear maps its ``output_dim`` to the adaptation width
+when they differ. ASA/ASA-MP read only the pooled embedding, so they work with it too (the
+projection gives ASA its B-wide vector). Pre-computed embeddings (``precomputed``) are not
+supported here (use ddtse_net).
 
 IPD (``ipd: true``, mixture (B, 2, T)). A Hann-windowed STFT with n_fft = win = ``ipd_fft_factor``*L
 and hop S, on the signal padded by (n_fft - L)/2 on both sides, so that STFT frame k is centred on
@@ -164,7 +170,8 @@ class TDSpeakerBeam(nn.Module):
     ``adapt_skip``, ``embed_dim`` (concat only), ``mp_kernel``, aux net (``aux_blocks``,
     ``aux_hidden``, ``aux_bottleneck`` 0 = none, ``aux_out_proj``), ``num_speakers`` (0 = no
     speaker head), ``ipd``/``ipd_fft_factor``/``ipd_dim``/``ref_channel``,
-    ``gradient_checkpointing`` (over TCN blocks), ``sample_rate`` (informative).
+    ``gradient_checkpointing`` (over TCN blocks), ``sample_rate`` (informative), ``speaker``
+    (an external speaker module config replacing the aux net, see the module docstring).
     """
 
     needs_enrollment = True
@@ -175,7 +182,8 @@ class TDSpeakerBeam(nn.Module):
                  mp_kernel: int = 20, aux_blocks: int = 1, aux_hidden: int | None = None,
                  aux_bottleneck: int = 0, aux_out_proj: bool = False, num_speakers: int = 0,
                  ipd: bool = False, ipd_fft_factor: int = 4, ipd_dim: int = 64, ref_channel: int = 0,
-                 gradient_checkpointing: bool = False, sample_rate: int | None = None):
+                 gradient_checkpointing: bool = False, sample_rate: int | None = None,
+                 speaker: dict | None = None):
         super().__init__()
         if L < 2 or L % 2:
             raise DdtseError(f"td_speakerbeam: L must be even and >= 2 (stride L/2), got {L}")
@@ -214,8 +222,13 @@ class TDSpeakerBeam(nn.Module):
         self.mask_net = nn.Sequential(nn.PReLU(), nn.Conv1d(out_in, N, 1))
         self.decoder = nn.ConvTranspose1d(N, 1, L, stride=self.stride, bias=False)
 
-        # auxiliary (enrollment) network, unshared
+        # auxiliary (enrollment) network, unshared; or an external speaker module
         self.embed_dim = self.adapt.embed_dim + (self.adapt_skip_layer.embed_dim if adapt_skip else 0)
+        self.speaker = None
+        if speaker is not None:
+            self._build_external_speaker(speaker)
+            self.speaker_head = nn.Linear(self.embed_dim, num_speakers) if num_speakers else None
+            return
         self.aux_encoder = nn.Conv1d(1, N, L, stride=self.stride, bias=False)
         aux_ch = aux_bottleneck or N
         self.aux_in = (nn.Sequential(ChannelLayerNorm(N), nn.Conv1d(N, aux_ch, 1))
@@ -235,6 +248,16 @@ class TDSpeakerBeam(nn.Module):
         else:
             self.aux_out = nn.Identity()
         self.speaker_head = nn.Linear(self.embed_dim, num_speakers) if num_speakers else None
+
+    def _build_external_speaker(self, speaker: dict) -> None:
+        if not isinstance(speaker, dict) or "name" not in speaker:
+            raise DdtseError(f"td_speakerbeam: 'speaker' must be a config dict with a 'name', got {speaker!r}")
+        self.speaker = MODELS.build(speaker)
+        if not getattr(self.speaker, "uses_enrollment", True):
+            raise DdtseError(f"td_speakerbeam: speaker module '{speaker['name']}' does not read the enrollment; "
+                             "pre-computed embeddings are supported by ddtse_net only")
+        dim = int(self.speaker.output_dim)
+        self.speaker_proj = nn.Linear(dim, self.embed_dim) if dim != self.embed_dim else nn.Identity()
 
     @property
     def in_audio_channels(self) -> int:
@@ -271,6 +294,8 @@ class TDSpeakerBeam(nn.Module):
         """Speaker embedding (B, E) of enrollment (B, Te): mean over the valid frames."""
         if enrollment.dim() == 3:
             enrollment = enrollment[:, 0]
+        if self.speaker is not None:
+            return self.speaker_proj(self.speaker(enrollment, enrollment_lengths))
         z = F.relu(self.aux_encoder(self._pad(enrollment)[:, None]))
         z = self.aux_in(z)
         for block in self.aux_blocks:

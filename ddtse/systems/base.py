@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
 
+from ddtse.checkpoint import CHECKPOINT_KEY, checkpoint_config, load_checkpoint
 from ddtse.config import get
 from ddtse.errors import DdtseError
 from ddtse.metrics import estoi_score, masked_si_sdr, pesq_score
 from ddtse.registry import MODELS
 
-CHECKPOINT_KEY = "ddtse_system"
 
 
 class ExtractionSystem(L.LightningModule):
@@ -26,9 +26,42 @@ class ExtractionSystem(L.LightningModule):
     """
 
     needs_enrollment: bool = True
+    #: ``system:`` keys this class reads (key -> type hint, or a dict for a nested section), merged
+    #: along the class hierarchy by :meth:`declared_keys`; ddtse/schema.py refuses any other key.
+    #: A subclass declares only the keys it adds.
+    config_keys: dict = {
+        "name": str,
+        "lr": float,
+        "weight_decay": float,
+        "betas": list[float],
+        "ema_decay": float,
+        "scheduler": {"name": Literal["plateau"], "factor": float, "patience": int, "min_lr": float},
+        "monitor": str,
+        "monitor_mode": Literal["min", "max"],
+        "init_from": str | None,
+        "val_metric_items": int,
+        "val_opts": dict,  # checked against sampler_keys
+        "save_top_k": int,
+        "early_stop_patience": int | None,
+        "checkpoint_every_n_steps": int | None,
+    }
+    #: ``sampler:`` keys (the options of ``extract_batch``), merged like ``config_keys``.
+    sampler_keys: dict = {}
+
+    @classmethod
+    def declared_keys(cls, attr: str = "config_keys") -> dict:
+        """``config_keys`` (or ``sampler_keys``) of this class and its bases, merged."""
+        merged: dict = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get(attr) or {})
+        return merged
 
     def __init__(self, config: dict):
         super().__init__()
+        if isinstance(config.get("model"), dict):  # record pretrained speaker encoders' configs
+            from ddtse.models.speaker import resolve_pretrained_speakers
+
+            config = {**config, "model": resolve_pretrained_speakers(config["model"], get(config, "data.sample_rate"))}
         self.config = config
         self.save_hyperparameters({"config": config})
         self.sample_rate = int(get(config, "data.sample_rate", 16000))
@@ -49,10 +82,8 @@ class ExtractionSystem(L.LightningModule):
 
     def load_init_weights(self, path: str) -> None:
         """Start from another checkpoint's weights and EMA (stage 2): not its optimiser or epoch."""
-        from ddtse.extract import load_checkpoint
-
-        ckpt = load_checkpoint(path)
-        theirs = (ckpt.get("hyper_parameters") or {}).get("config")
+        ckpt = load_checkpoint(path, what="system.init_from checkpoint")
+        theirs = checkpoint_config(ckpt)
         if isinstance(theirs, dict):
             self.check_init_config(theirs, path)
         state = ckpt["state_dict"]
@@ -153,6 +184,11 @@ class ExtractionSystem(L.LightningModule):
         self.log("val/si_sdr", sdr.mean(), prog_bar=True, batch_size=bs, sync_dist=True)
         self.log("val/si_sdri", (sdr - mix_sdr).mean(), batch_size=bs, sync_dist=True)
         self.log("val/nfe", float(info.get("nfe", 1)), batch_size=bs, sync_dist=True)
+        if batch.get("interferer") is not None:  # does the estimate follow the enrolled speaker?
+            wrong = masked_si_sdr(estimate[..., :n].float(), batch["interferer"][..., :n].float(),
+                                  None if lengths is None else lengths.clamp_max(n))
+            self.log("val/selection", (sdr > wrong + 1.0).float().mean(), batch_size=bs, sync_dist=True)
+            self.log("val/confusion", (wrong > sdr).float().mean(), batch_size=bs, sync_dist=True)
         budget = int(get(self.config, "system.val_metric_items", 4))
         for b in range(bs):
             if self._val_items_scored >= budget:

@@ -9,12 +9,14 @@ Config keys read here (besides the base's): ``system.spec`` (SpecConfig override
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 
 from ddtse.audio.spectral import SpecConfig, SpectralTransform, channels_to_complex, complex_to_channels
 from ddtse.config import get
-from ddtse.diffusion.samplers import ddtse_refine, ddtse_sample
+from ddtse.diffusion.samplers import ItemNoise, ddtse_refine, ddtse_sample
 from ddtse.diffusion.sde import build_sde, loss_weight
 from ddtse.errors import DdtseError
 from ddtse.registry import SYSTEMS
@@ -54,6 +56,14 @@ class SpectralDiffusionSystem(ExtractionSystem):
 
     expected_in_channels = 2
     expect_time_conditional = False
+    config_keys = {
+        "spec": {"n_fft": int, "hop_length": int, "transform": Literal["exponent", "log", "none"],
+                 "alpha": float, "beta": float, "pad_multiple": int},
+        "sde": {"name": str, "theta": float, "sigma_min": float, "sigma_max": float, "T": float,
+                "t_eps": float, "N": int},
+    }
+    # both diffusion samplers' options: each system ignores the other's
+    sampler_keys = {"K": int, "seed": int, "t_start": float, "N": int, "snr": float, "corrector_steps": int}
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -168,6 +178,19 @@ class SpectralDiffusionSystem(ExtractionSystem):
     def _generator(self, device, seed: int) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(int(seed))
 
+    def _noise_source(self, batch: dict, y: torch.Tensor, seed: int, ids=None):
+        """Sampling noise: with item ``ids``, per-item streams seeded by (seed, id) over each item's
+        own padded frames (independent of batch size and order); without, one generator."""
+        if ids is None:
+            return self._generator(y.device, seed)
+        lengths = batch.get("lengths")
+        frames = None
+        if lengths is not None:
+            m = self.pad_multiple
+            own = lengths.detach().cpu().long() // self.spec.config.hop_length + 1
+            frames = (((own + m - 1) // m) * m).clamp_max(y.shape[-1]).tolist()
+        return ItemNoise(seed, list(ids), frames)
+
     def _opts(self, opts: dict, defaults: dict, allowed_foreign: set) -> dict:
         """Merge extract_batch opts over ``sampler:`` config over built-in defaults; reject unknown keys."""
         unknown = set(opts) - set(defaults) - allowed_foreign
@@ -185,6 +208,9 @@ class SpectralDiffusionSystem(ExtractionSystem):
 @SYSTEMS.register("ddtse")
 class DDTSESystem(SpectralDiffusionSystem):
     """DDTSE: D(x_t, e) -> x0_hat; stage 1 and stage 2 (``system.stage``) reconstruction training."""
+
+    config_keys = {"stage": Literal[1, 2], "max_threshold": float, "threshold_epochs": float,
+                   "prior_branch_lambda": Literal["t1", "sampled"]}
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -261,12 +287,13 @@ class DDTSESystem(SpectralDiffusionSystem):
         from ``t_start``. Opts: K (10), seed (100), t_start (1.0), initial_estimate (None);
         defaults come from the ``sampler:`` config section. Returns ((B, T), info)."""
         initial = opts.pop("initial_estimate", None)
+        ids = opts.pop("ids", None)
         o = self._opts(opts, {"K": 10, "seed": 100, "t_start": 1.0}, _FOREIGN_OPTS)
         K, seed, t_start = int(o["K"]), int(o["seed"]), float(o["t_start"])
         net = self.inference_model(use_ema)
         y, _, _, scale = self.prepare(batch, with_target=False)
         emb = self.speaker_embedding(net, batch)  # once per call
-        gen = self._generator(y.device, seed)
+        gen = self._noise_source(batch, y, seed, ids)
 
         def denoiser(x_t):
             return self.denoise(net, x_t, emb)

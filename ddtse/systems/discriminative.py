@@ -39,6 +39,8 @@ def _accepts(model: torch.nn.Module, name: str) -> bool:
 class DiscriminativeSystem(ExtractionSystem):
     """Negative SI-SDR (length-masked) + optional speaker cross-entropy; one network call per item."""
 
+    config_keys = {"speaker_loss_weight": float, "rms_loss_weight": float}
+
     def __init__(self, config: dict):
         super().__init__(config)
         # instance value, derived from the model (class value stays True for TD-SpeakerBeam)

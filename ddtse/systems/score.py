@@ -59,11 +59,12 @@ class ScoreSystem(SpectralDiffusionSystem):
         defaults come from the ``sampler:`` config section. Returns ((B, T), info), nfe = N (1 + corrector_steps)."""
         if opts.pop("initial_estimate", None) is not None:
             raise DdtseError("system 'sgmse' cannot refine an initial estimate (use a 'ddtse' checkpoint)")
+        ids = opts.pop("ids", None)
         o = self._opts(opts, {"N": 30, "snr": 0.5, "corrector_steps": 1, "seed": 100}, _FOREIGN_OPTS)
         net = self.inference_model(use_ema)
         y, _, _, scale = self.prepare(batch, with_target=False)
         emb = self.speaker_embedding(net, batch)  # once per call
-        gen = self._generator(y.device, int(o["seed"]))
+        gen = self._noise_source(batch, y, int(o["seed"]), ids)
 
         def score_fn(x, t):
             return self.score(net, x, y, t, emb)

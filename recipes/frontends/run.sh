@@ -23,6 +23,7 @@ variants="tsb tsb_asa tsb_asa_mp tsb_ipd"
 train_overrides=
 ipd_test_items=80
 seed=0
+score_metrics=si_sdr,si_sdri,pesq,estoi,si_sdr_interferer,confusion,accepted
 . tools/parse_options.sh
 
 python="$(bash tools/setup_env.sh)"
@@ -59,7 +60,7 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   echo "== stage 2: extract and score"
   run "$python" calc_metrics.py --librimix_split "$split_dir/test" --score_mixture --out_dir "$exp/scores/mixture" \
-      --overwrite --quiet --title mixture
+      --overwrite --quiet --title mixture --metrics "$score_metrics"
   for v in $variants; do
     ckpt="$exp/$v/checkpoints/last.ckpt"
     if [ "$v" = tsb_ipd ]; then
@@ -70,7 +71,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       run "$python" infer.py --ckpt "$ckpt" --librimix_split "$split_dir/test" --out_dir "$exp/extracted/$v" \
           --overwrite --quiet --batch_size 4
       run "$python" calc_metrics.py --librimix_split "$split_dir/test" --enhanced_dir "$exp/extracted/$v" \
-          --out_dir "$exp/scores/$v" --overwrite --quiet --title "$v"
+          --out_dir "$exp/scores/$v" --overwrite --quiet --title "$v" --metrics "$score_metrics"
     fi
   done
 fi

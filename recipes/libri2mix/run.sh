@@ -2,17 +2,23 @@
 # Libri2Mix target speech extraction recipe (Kaldi style: --stage N --stop_stage M).
 #
 #   0  check the tree, write enrollment maps and lists        (data/prepare_libri2mix.py)
-#   1  train the discriminative front-end (optional)          (train.py --config $frontend_config)
+#   1  speaker encoder (optional, --speaker_config; prints its test-speaker EER), then the
+#      discriminative front-end (optional)                    (train.py --config $frontend_config)
 #   2  DDTSE stage 1                                          (train.py --config $stage1_config)
 #   3  DDTSE stage 2, from stage 1's weights and EMA          (train.py --config $stage2_config)
 #   4  SGMSE+ baseline (optional)                             (train.py --config $sgmse_config)
 #   5  inference on the test split: front-end, DDTSE stage 1 and 2, front-end + DDTSE, SGMSE+
-#   6  scoring (SI-SDR, SI-SDRi, PESQ, ESTOI; per FF/MM/FM group when speaker sex is known)
+#   6  scoring (SI-SDR, SI-SDRi, PESQ, ESTOI, confusion and acceptance rates; per FF/MM/FM group
+#      when speaker sex is known; --score_metrics adds e.g. dnsmos_ovrl)
 #   7  exp/<tag>/RESULTS.md and spectrogram PNGs
 #
 # Example (paper setting, 8 GPUs):
 #   recipes/libri2mix/run.sh --librimix_root /data/Libri2Mix --tag ddtse_paper \
 #       --train_overrides "trainer.devices=8 trainer.strategy=ddp"
+# A pretrained speaker clue (as the paper's frozen speaker-verification embedding): stage 1 trains
+# $exp/speaker_encoder on the training speakers and every extractor gets
+# model.speaker={name: pretrained, ckpt: <its last.ckpt>, freeze: $speaker_freeze}:
+#   recipes/libri2mix/run.sh ... --speaker_config conf/speaker_encoder.yaml --use_pretrained_speaker true
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -31,6 +37,10 @@ frontend_config=conf/tsb_16k.yaml
 stage1_config=conf/ddtse_stage1.yaml
 stage2_config=conf/ddtse_stage2.yaml
 sgmse_config=conf/sgmse.yaml
+speaker_config=       # speaker-encoder config (e.g. conf/speaker_encoder.yaml); empty = no speaker-encoder stage
+use_pretrained_speaker=false  # true: the extractors' speaker clue is $exp/speaker_encoder (model.speaker=pretrained)
+speaker_freeze=true   # pretrained clue frozen (true) or fine-tuned with the extractor (false)
+speaker_overrides=    # extra overrides of the speaker-encoder training only
 train_overrides=
 K=10                  # DDTSE re-noise steps; a list ("3 10") adds stage-2 rows for the others
 t_start=1.0
@@ -39,6 +49,7 @@ test_limit=
 baseline_limit=
 device=auto
 jobs=
+score_metrics=si_sdr,si_sdri,pesq,estoi,si_sdr_interferer,confusion,accepted
 plots=3
 . tools/parse_options.sh
 
@@ -65,10 +76,21 @@ done
 data_overrides+=("data.train.split=$train_split" "data.valid.split=$valid_split" "data.test.split=$test_split"
                  "data.sample_rate=$sample_rate")
 read -r -a extra <<< "$train_overrides"
+read -r -a speaker_extra <<< "$speaker_overrides"
+clue=()  # the extractors' speaker clue override
+case "$use_pretrained_speaker" in
+  true) clue=("model.speaker={name: pretrained, ckpt: '$exp/speaker_encoder/checkpoints/last.ckpt', freeze: $speaker_freeze}") ;;
+  false) ;;
+  *) echo "error: --use_pretrained_speaker is true or false, got '$use_pretrained_speaker'" >&2; exit 2 ;;
+esac
 
 train() {  # train NAME CONFIG [overrides...]
   local name=$1 config=$2; shift 2
-  run "$python" train.py --config "$config" --base_dir "$exp/$name" "${data_overrides[@]}" "$@" "${extra[@]}"
+  run "$python" train.py --config "$config" --base_dir "$exp/$name" "${data_overrides[@]}" "${clue[@]}" "$@" "${extra[@]}"
+}
+
+speaker_sources() {  # speaker_sources SPLIT: the speaker_utterances source list of a Libri2Mix split
+  echo "[{type: librimix, root: '$librimix_root', split: $1, mode: $mode}]"
 }
 
 map="$lists/$test_split/map_mixture2enrollment"
@@ -82,7 +104,8 @@ infer() {  # infer NAME LIMIT ARGS...
 score() {  # score NAME [extra calc_metrics args]
   local name=$1; shift
   run "$python" calc_metrics.py --librimix_split "$split_dir" --mixture_type "$mixture_type" \
-      --out_dir "$exp/scores/$test_split/$name" --overwrite --allow_missing --title "$name" ${jobs:+--jobs "$jobs"} "$@"
+      --out_dir "$exp/scores/$test_split/$name" --overwrite --allow_missing --title "$name" ${jobs:+--jobs "$jobs"} \
+      --metrics "$score_metrics" "$@"
 }
 
 ckpt() { echo "$exp/$1/checkpoints/last.ckpt"; }
@@ -90,7 +113,17 @@ ckpt() { echo "$exp/$1/checkpoints/last.ckpt"; }
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: check $librimix_root, write enrollment maps and lists to $lists"
   run "$python" data/prepare_libri2mix.py --root "$librimix_root" --out "$lists" --splits "$train_split" "$valid_split" \
-      "$test_split" --sample-rate "$sample_rate" --mode "$mode" --types "$mixture_type"
+      "$test_split" --sample-rate "$sample_rate" --mode "$mode" --types "$mixture_type" --overwrite
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && [ -n "$speaker_config" ]; then
+  echo "== stage 1: speaker encoder ($speaker_config)"
+  run "$python" train.py --config "$speaker_config" --base_dir "$exp/speaker_encoder" \
+      "data.sample_rate=$sample_rate" "model.sample_rate=$sample_rate" "data.train.sources=$(speaker_sources "$train_split")" \
+      "data.valid.sources=$(speaker_sources "$valid_split")" "${extra[@]}" "${speaker_extra[@]}"
+  run "$python" -m ddtse.cli.evaluate_speaker --ckpt "$(ckpt speaker_encoder)" --data "$librimix_root" \
+      --split "$test_split" --mode "$mode" --trials "$exp/speaker_encoder/trials_$test_split.txt" \
+      --out "$exp/speaker_encoder/eer_$test_split.json" --device "$device"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && [ -n "$frontend_config" ]; then

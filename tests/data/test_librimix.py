@@ -271,3 +271,60 @@ def test_prepare_reports_broken_tree(librimix_root, tmp_path, capsys):
 def test_prepare_user_error_exit_2(tmp_path, capsys):
     assert prepare_libri2mix_main(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "error: Libri2Mix root not found" in capsys.readouterr().err
+
+
+def _point_metadata_at(root: Path, target_root: Path) -> None:
+    """Rewrite the metadata CSVs of ``root`` to hold the absolute paths of ``target_root`` (the generator's)."""
+    for csv_path in (root / "wav8k/min/metadata").glob("mixture_*.csv"):
+        text = csv_path.read_text().replace("/home/generator/LibriMix/Libri2Mix", str(target_root))
+        csv_path.write_text(text)
+
+
+def test_copied_tree_reads_its_own_files_while_the_original_exists(librimix_root, tmp_path):
+    """Metadata holding the original's absolute paths: a copy still reads inside itself (README promise)."""
+    _point_metadata_at(librimix_root, librimix_root)
+    write_map(librimix_root / "wav8k/min/dev")
+    copy = tmp_path / "copy" / "Libri2Mix"
+    shutil.copytree(librimix_root, copy)
+    mid = subset_rows()[0]["mixture_ID"]
+    mix_path = copy / "wav8k/min/dev/mix_both" / f"{mid}.wav"
+    wav, _ = sf.read(mix_path, dtype="float32")
+    sf.write(mix_path, 0.5 * wav, RATE, subtype="FLOAT")  # the copy differs from the original
+    records = librimix_split_paths(copy / "wav8k/min/dev", "mix_both")
+    assert all(r.mixture_path.startswith(str(copy)) and r.source_paths[0].startswith(str(copy)) for r in records)
+    item = dev(copy)[0]
+    assert np.array_equal(item["mixture"], 0.5 * wav) and item["enrollment_path"].startswith(str(copy))
+    # a metadata path the tree does not have is used as written
+    assert librimix_split_paths(librimix_root / "wav8k/min/dev")[0].mixture_path.startswith(str(librimix_root))
+
+
+def test_prepare_flags_nan_audio(librimix_root, tmp_path, capsys):
+    split_dir = librimix_root / "wav8k/min/dev"
+    mid = subset_rows()[1]["mixture_ID"]
+    wav, _ = sf.read(split_dir / "s1" / f"{mid}.wav", dtype="float32")
+    wav[10] = np.nan
+    sf.write(split_dir / "s1" / f"{mid}.wav", wav, RATE, subtype="FLOAT")
+    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev",
+                                   "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert f"{split_dir / 's1' / mid}.wav: non-finite samples (NaN or inf)" in capsys.readouterr().out
+
+
+def test_prepare_does_not_overwrite_without_asking(librimix_root, tmp_path, capsys):
+    args = ["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev", "--out", str(tmp_path / "o")]
+    assert prepare_libri2mix_main(args + ["--seed", "1"]) == 0
+    written = (tmp_path / "o" / "dev" / MAP_NAME).read_text()
+    capsys.readouterr()
+    assert prepare_libri2mix_main(args + ["--seed", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and "exists" in err[0]
+    assert (tmp_path / "o" / "dev" / MAP_NAME).read_text() == written
+    assert prepare_libri2mix_main(args + ["--seed", "2", "--overwrite"]) == 0
+
+
+def test_prepare_unwritable_out_is_one_line(librimix_root, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert prepare_libri2mix_main(["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev",
+                                   "--out", str(tmp_path / "file" / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0]

@@ -65,3 +65,37 @@ def test_list_errors(speaker_folder, tmp_path):
         ds[0]
     with pytest.raises(DdtseError, match="extr_list needs 'list'"):
         ExtrListDataset(sample_rate=RATE)
+
+
+def _make_lists(argv):
+    from ddtse.cli.prepare import make_extr_lists_main
+
+    return make_extr_lists_main(argv)
+
+
+def test_make_extr_lists_refuses_user_mistakes_in_one_line(speaker_folder, tmp_path, capsys):
+    out = tmp_path / "lists" / "train.txt"
+    base = ["--source", str(speaker_folder), "--out", str(out), "--num", "4"]
+    assert _make_lists(base) == 0
+    first = out.read_text()
+    assert len(first.splitlines()) == 4
+    capsys.readouterr()
+
+    (tmp_path / "file").write_text("x")
+    pool_csv = tmp_path / "pool.csv"
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00not really a wav file")
+    pool_csv.write_text(f"speaker,path\na,{corrupt}\n")
+    cases = {
+        "again": (base + ["--seed", "5"], "--overwrite"),
+        "folder": (["--source", str(speaker_folder), "--out", str(tmp_path / "lists"), "--num", "4"], "is a folder"),
+        "num0": (["--source", str(speaker_folder), "--out", str(tmp_path / "n.txt"), "--num", "0"], "--num"),
+        "unwritable": (["--source", str(speaker_folder), "--out", str(tmp_path / "file" / "x.txt")], "cannot write"),
+        "corrupt": (["--source", str(pool_csv), "--out", str(tmp_path / "c.txt")], "corrupt.wav"),
+    }
+    for name, (argv, message) in cases.items():
+        assert _make_lists(argv) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (name, err)
+    assert out.read_text() == first and not (tmp_path / "n.txt").exists()
+    assert _make_lists(base + ["--seed", "5", "--overwrite"]) == 0 and out.read_text() != first

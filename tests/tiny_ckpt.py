@@ -1,0 +1,47 @@
+"""Tiny untrained checkpoints for inference tests (built in memory, no training run)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from ddtse.registry import SYSTEMS
+from ddtse.systems.base import CHECKPOINT_KEY
+
+TSB_MODEL = dict(name="td_speakerbeam", N=16, L=8, B=16, H=24, X=2, R=1, adapt_layer=0)
+
+
+def _speaker(sr: int) -> dict:
+    return {"name": "spectral_speaker_encoder", "emb_dim": 32, "sample_rate": sr, "n_fft": 128,
+            "win_length": 100, "hop_length": 40, "n_mels": 20, "channels": 32, "layers": 2}
+
+
+def _backbone(time_conditional: bool) -> dict:
+    return {"name": "ncsnpp", "in_channels": 4 if time_conditional else 2, "out_channels": 2, "nf": 16,
+            "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "bottleneck_attention": True,
+            "time_conditional": time_conditional, "bottleneck_fusion": True}
+
+
+def tiny_config(kind: str, sr: int = 8000) -> dict:
+    """``kind``: "tsb" (TD-SpeakerBeam), "ddtse" or "sgmse" (tiny NCSN++), at ``sr``."""
+    if kind == "tsb":
+        return {"seed": 0, "data": {"sample_rate": sr}, "model": dict(TSB_MODEL),
+                "system": {"name": "discriminative", "lr": 1e-3, "ema_decay": 0.0}}
+    name, tc, sampler = {"ddtse": ("ddtse", False, {"K": 1, "seed": 100}),
+                         "sgmse": ("sgmse", True, {"N": 2, "seed": 100})}[kind]
+    return {"seed": 0, "data": {"sample_rate": sr},
+            "model": {"name": "ddtse_net", "backbone": _backbone(tc), "speaker": _speaker(sr)},
+            "system": {"name": name, "lr": 1e-3, "ema_decay": 0.0}, "sampler": sampler}
+
+
+def make_checkpoint(path: str | Path, kind: str = "tsb", sr: int = 8000, seed: int = 0) -> Path:
+    """Write a checkpoint of an untrained tiny ``kind`` system that ``Extractor.load`` accepts."""
+    torch.manual_seed(seed)
+    config = tiny_config(kind, sr)
+    system = SYSTEMS.get(config["system"]["name"])(copy.deepcopy(config))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({CHECKPOINT_KEY: config["system"]["name"], "state_dict": system.state_dict(),
+                "hyper_parameters": {"config": config}}, path)
+    return path
