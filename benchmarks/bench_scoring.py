@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Scoring throughput of calc_metrics: 1 job against N jobs, now and before the scaling work.
 
-    python benchmarks/bench_scoring.py [--files 100] [--rounds 3] [--jobs 2] [--wait_for_idle 0]
+    python benchmarks/bench_scoring.py [--files 100] [--rounds 3] [--jobs 2] [--wait_for_idle 600]
 
 The pairs are the shipped real recordings (tests/assets) with different noise per file. Each
 round runs every (code, jobs) case back to back, so all cases see the same machine load; the

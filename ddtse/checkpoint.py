@@ -64,7 +64,8 @@ def read_checkpoint(path: str | Path, map_location="cpu", what: str = "checkpoin
                 "and unpickling it could execute code; it was not loaded"
             ) from exc
         first = next((line.strip() for line in message.splitlines() if line.strip()), type(exc).__name__)
-        raise DdtseError(f"cannot read {what} {path}: the file is truncated or corrupt ({first[:120]})") from exc
+        raise DdtseError(f"cannot read {what} {path}: the file is truncated or corrupt, or not a torch "
+                         f"checkpoint ({type(exc).__name__}: {first[:100]})") from exc
     if not isinstance(ckpt, dict):
         raise DdtseError(f"{what} {path} does not hold a checkpoint dictionary")
     return ckpt

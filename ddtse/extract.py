@@ -2,7 +2,12 @@
 
 ``Extractor.load(ckpt).extract(mixture, enrollment)`` works the same for DDTSE, the SGMSE+
 baseline, TD-SpeakerBeam/ASA and DPTNet; ``ChainExtractor`` refines a front-end's output with
-DDTSE (X+DDTSE).
+a system that can refine (DDTSE: X+DDTSE).
+
+Both expose the extractor protocol (ddtse/systems/base.py, docs/design.md "Extractor
+contract"), the only thing inference, the CLI and the recipes read: ``name``, ``sample_rate``,
+``in_channels``, ``min_samples``, ``needs_enrollment``, ``can_refine``, ``can_batch``
+(``extract_batch`` exists), ``sampler_options()`` and ``validate_options(opts)``.
 """
 from __future__ import annotations
 
@@ -55,12 +60,21 @@ def check_chunking(chunk_seconds: float | None, overlap_seconds: float, min_seco
 
 
 class Extractor:
-    """Any trained extractor behind one call: ``extract(mixture, enrollment=None, **opts)``."""
+    """Any trained extractor behind one call: ``extract(mixture, enrollment=None, **opts)``.
+
+    ``opts`` are the system's sampler options (``sampler_options()``); ``seed`` is accepted by
+    every extractor, and deterministic ones (no ``seed`` option) ignore it, so that one command
+    line can seed any checkpoint. Anything else unknown is refused (``validate_options``).
+    """
+
+    can_batch = True
 
     def __init__(self, system, device: str | None = None):
+        self.name = type(system).registry_name
+        if not system.is_extractor:
+            raise DdtseError(f"a '{self.name}' checkpoint extracts no speech (it is not an extractor)")
         self.device = _auto_device(device)
         self.system = system.to(self.device).eval()
-        self.name = type(system).registry_name
 
     @classmethod
     def load(cls, ckpt: str | Path, device: str | None = None, expect=None) -> "Extractor":
@@ -75,28 +89,45 @@ class Extractor:
         return bool(self.system.needs_enrollment)
 
     @property
+    def can_refine(self) -> bool:
+        return bool(self.system.can_refine)
+
+    @property
     def in_channels(self) -> int:
-        return int(getattr(self.system.model, "in_audio_channels", 1))
+        return int(self.system.in_channels)
 
     @property
     def min_samples(self) -> int:
         """Shortest input (samples at the model's rate) the network takes; shorter ones are zero-padded
         to this and the output cropped back (a centred STFT needs more than n_fft / 2 samples)."""
-        spec = getattr(self.system, "spec", None)
-        n = int(spec.config.n_fft) if spec is not None else 0
-        model = getattr(self.system, "model", None)
-        for attr in ("L", "window"):
-            value = getattr(model, attr, 0)
-            n = max(n, value if isinstance(value, int) else 0)
-        return max(n, 2)
+        return int(self.system.min_samples)
+
+    def sampler_options(self) -> dict:
+        """{name: (type, default, help)}: the system's options, defaults as this checkpoint resolves them."""
+        resolved = self.system.resolve_options({})
+        return {k: (kind, resolved[k], text) for k, (kind, _, text) in self.system.sampler_options().items()}
+
+    def _own(self, opts: dict) -> dict:
+        opts = dict(opts)
+        if "seed" in opts and "seed" not in self.system.sampler_options():
+            opts.pop("seed")  # a deterministic extractor: nothing to seed
+        return opts
+
+    def validate_options(self, opts: dict) -> dict:
+        """``opts`` checked (unknown names, types, bounds) and normalised; DdtseError otherwise."""
+        return self.system.validate_options(self._own(opts))
 
     @torch.no_grad()
     def extract_batch(self, batch: dict, **opts) -> tuple[torch.Tensor, dict]:
-        """Run the system on a collated batch (moved to the device); returns (B, T) on the CPU."""
+        """Run the system on a collated batch (moved to the device); returns (B, T) on the CPU.
+
+        ``opts``: sampler options, plus ``ids`` (item ids) and ``initial_estimate`` (``can_refine``)."""
         if self.needs_enrollment and "enrollment" not in batch and "embedding" not in batch:
             raise DdtseError(f"the '{self.name}' model needs an enrollment recording of the target speaker")
+        if opts.get("initial_estimate") is not None and not self.can_refine:
+            raise DdtseError(f"the '{self.name}' model cannot refine an initial estimate")
         batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-        estimate, info = self.system.extract_batch(batch, use_ema=True, **opts)
+        estimate, info = self.system.extract_batch(batch, use_ema=True, **self._own(opts))
         return estimate.float().cpu(), dict(info)
 
     def extract(self, mixture, enrollment=None, sample_rate: int | None = None, *,
@@ -169,17 +200,32 @@ class Extractor:
 
 
 class ChainExtractor:
-    """X+DDTSE: a front-end's estimate refined by a DDTSE model from ``t_start``."""
+    """X+DDTSE: a front-end's estimate refined by a model that ``can_refine`` (DDTSE) from ``t_start``.
+
+    The sampler options are the refiner's (the front-end runs with its own defaults); unknown
+    ones are refused. ``t_start`` is the default of the refiner's ``t_start`` option."""
+
+    can_refine = False
+    can_batch = False
 
     def __init__(self, front: Extractor, refiner: Extractor, t_start: float = 1.0):
-        if refiner.name != "ddtse":
-            raise DdtseError(f"the refiner must be a DDTSE checkpoint, got a '{refiner.name}' model")
+        if not refiner.can_refine:
+            raise DdtseError(f"the refiner must be a checkpoint of a system that can refine an initial "
+                             f"estimate (e.g. ddtse), got a '{refiner.name}' model")
         self.front, self.refiner, self.t_start = front, refiner, float(t_start)
-        self.name = f"{front.name}+ddtse"
+        self.name = f"{front.name}+{refiner.name}"
 
     @property
     def sample_rate(self) -> int:
         return self.refiner.sample_rate
+
+    @property
+    def in_channels(self) -> int:
+        return self.front.in_channels
+
+    @property
+    def device(self):
+        return self.refiner.device
 
     @property
     def needs_enrollment(self) -> bool:
@@ -189,13 +235,19 @@ class ChainExtractor:
     def min_samples(self) -> int:
         return max(self.front.min_samples, self.refiner.min_samples)
 
+    def sampler_options(self) -> dict:
+        return self.refiner.sampler_options()
+
+    def validate_options(self, opts: dict) -> dict:
+        return self.refiner.validate_options(opts)
+
     def extract(self, mixture, enrollment=None, sample_rate: int | None = None, **opts):
         sr = int(sample_rate or self.sample_rate)
         front_opts = {k: v for k, v in opts.items() if k in ("chunk_seconds", "overlap_seconds", "progress", "item_id")}
         first, info_front = self.front.extract(mixture, enrollment, sr, **front_opts)
         mono = _as_2d(mixture, 1)[:1]
         refined, info = self.refiner.extract(mono, enrollment, sr, initial_estimate=first,
-                                             t_start=self.t_start, **opts)
+                                             **{"t_start": self.t_start, **opts})
         info = dict(info)
         info["nfe"] = info_front.get("nfe", 1) + info.get("nfe", 0)
         info["seconds"] += info_front["seconds"]

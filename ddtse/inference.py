@@ -177,8 +177,8 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
         raise DdtseError(f"--batch_size must be >= 1, got {batch_size}")
     if not float(min_enrollment_seconds) >= 0:
         raise DdtseError(f"--min_enrollment_seconds must be >= 0, got {min_enrollment_seconds}")
-    check_chunking(chunk_seconds, overlap_seconds,
-                   getattr(extractor, "min_samples", 0) / getattr(extractor, "sample_rate", 1))
+    check_chunking(chunk_seconds, overlap_seconds, extractor.min_samples / extractor.sample_rate)
+    extractor.validate_options(opts)  # one clear error up front, not one failure per item
     report = report or _report_to_stderr
     out_dir = Path(out_dir)
     if extractor.needs_enrollment and all(i.enrollment is None for i in items if i.problem is None):
@@ -218,7 +218,7 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
     ensure_writable_dir(out_dir)
 
     # 2. headers of every input before any extraction
-    channels = int(getattr(extractor, "in_channels", 1))
+    channels = int(extractor.in_channels)
     ready = []
     for item in todo:
         try:
@@ -231,7 +231,7 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
     # 3. extraction, a group at a time
     nfe, seconds, audio_seconds, written = [], 0.0, 0.0, 0
     start = time.perf_counter()
-    batched = batch_size > 1 and not chunk_seconds and hasattr(extractor, "extract_batch")
+    batched = batch_size > 1 and not chunk_seconds and extractor.can_batch
     step = batch_size if batched else 1
     bar = tqdm(total=len(ready), desc="extracting", unit="utt", disable=not progress)
     if progress:
@@ -268,7 +268,7 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
         "rtf": seconds / max(audio_seconds, 1e-9), "seconds": seconds, "audio_seconds": audio_seconds,
         "wall_seconds": time.perf_counter() - start, "opts": {k: v for k, v in opts.items()},
         "chunk_seconds": chunk_seconds, "min_enrollment_seconds": float(min_enrollment_seconds),
-        "device": str(getattr(extractor, "device", "cpu")), "torch_threads": torch.get_num_threads(),
+        "device": str(extractor.device), "torch_threads": torch.get_num_threads(),
     }
     write_text_atomic(out_dir / "inference.json", json.dumps(summary, indent=2, default=str))
     failed_txt = out_dir / "failed.txt"
@@ -358,7 +358,7 @@ def _extract_group(extractor, loaded, ids=None, **opts) -> tuple[list[np.ndarray
     from ddtse.data.datamodule import collate_batch
 
     sr_model = extractor.sample_rate
-    min_len = int(getattr(extractor, "min_samples", 1))
+    min_len = int(extractor.min_samples)
     ids = [str(i) for i in range(len(loaded))] if ids is None else list(ids)
     items = []
     for item_id, (mixture, enrollment, sr) in zip(ids, loaded):

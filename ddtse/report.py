@@ -85,3 +85,47 @@ def plot_spectrograms(path: str | Path, signals: dict[str, np.ndarray], sample_r
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+LEARNING_CURVE_KEYS = (("val/si_sdri", "validation SI-SDRi (dB)"), ("val/selection", "validation selection rate"))
+
+
+def plot_learning_curves(path: str | Path, runs: dict[str, str | Path]) -> Path | None:
+    """One PNG: validation SI-SDRi and selection rate against training step, a line per system.
+
+    ``runs`` maps a label to an experiment folder holding ``training_curves.json`` (written by
+    train.py); runs without one, or without the keys, are skipped. Returns None if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for label, exp_dir in runs.items():
+        try:
+            data = json.loads((Path(exp_dir) / "training_curves.json").read_text())
+        except (OSError, ValueError):
+            continue
+        steps = {int(e): float(s) for e, s in data.get("global_step", [])}
+        curves[label] = {key: [(steps.get(int(e), float(e)), float(v)) for e, v in data.get(key, [])]
+                         for key, _ in LEARNING_CURVE_KEYS}
+    if not any(pts for c in curves.values() for pts in c.values()):
+        return None
+    fig, axes = plt.subplots(len(LEARNING_CURVE_KEYS), 1, figsize=(7, 2.6 * len(LEARNING_CURVE_KEYS)), squeeze=False)
+    for ax, (key, ylabel) in zip(axes[:, 0], LEARNING_CURVE_KEYS):
+        for label, c in curves.items():
+            if c[key]:
+                x, y = zip(*c[key])
+                ax.plot(x, y, marker=".", label=label)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    axes[-1, 0].set_xlabel("training step (a stage-2 run counts from its own start)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -49,6 +49,8 @@ class CurvePlotter(Callback):
 
     def _record(self, trainer):
         epoch = int(trainer.current_epoch)
+        points = [p for p in self.history.get("global_step", []) if p[0] != epoch]  # x axis of learning curves
+        self.history["global_step"] = sorted(points + [(epoch, float(trainer.global_step))])
         for key, value in trainer.callback_metrics.items():
             if key.startswith(("train/", "val/")) and torch.is_tensor(value) and value.numel() == 1:
                 points = [p for p in self.history.get(key, []) if p[0] != epoch]
@@ -69,7 +71,7 @@ class CurvePlotter(Callback):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        keys = sorted(k for k in self.history if not k.endswith("_step"))
+        keys = sorted(k for k in self.history if not k.endswith("_step") and k != "global_step")
         if not keys:
             return
         tmp = self.exp_dir / "training_curves.json.tmp"

@@ -217,3 +217,10 @@ def test_generated_yaml_gives_a_valid_config_or_one_ddtse_error(doc, tmp_path):
         validate_config(copy.deepcopy(out))
     except DdtseError as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+def test_data_schema_matches_the_datamodule():
+    from ddtse.data.datamodule import SHARED_KEYS
+    from ddtse.schema import DATA_KEYS, DATASET_PARTS
+
+    assert set(DATA_KEYS) | set(DATASET_PARTS) == set(SHARED_KEYS)

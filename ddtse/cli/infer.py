@@ -6,12 +6,21 @@ import sys
 
 from ddtse.cli import run_cli
 
+DEFAULT_SEED = 100
+#: shorthands kept from before ``--opt``: each is ``--opt NAME=VALUE`` (name, type, help)
+ALIASES = (
+    ("K", int, "DDTSE re-noising steps (default: the checkpoint's sampler config)"),
+    ("t_start", float, "X+DDTSE refinement start time (default 1.0 = the full schedule)"),
+    ("N", int, "SGMSE+ predictor-corrector steps"),
+    ("snr", float, "SGMSE+ corrector snr"),
+)
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Extract the target speaker with any trained checkpoint.")
     p.add_argument("--ckpt", required=True, help="checkpoint of any model (DDTSE, SGMSE+, TD-SpeakerBeam, DPTNet)")
-    p.add_argument("--refine_ckpt", help="X+DDTSE: refine --ckpt's output with this DDTSE checkpoint")
-    p.add_argument("--t_start", type=float, default=1.0, help="refinement start time (1.0 = full schedule)")
+    p.add_argument("--refine_ckpt", help="X+DDTSE: refine --ckpt's output with this checkpoint "
+                   "(a system that can refine, e.g. DDTSE)")
     src = p.add_argument_group("input (choose one)")
     src.add_argument("--librimix_split", help="Libri2Mix split folder, e.g. Libri2Mix/wav16k/min/test")
     src.add_argument("--mixture_type", default="mix_both")
@@ -28,10 +37,13 @@ def parse_args(argv=None):
     p.add_argument("--channel", type=int, default=None, help="channel of a multi-channel mixture to use")
     p.add_argument("--subtype", default="FLOAT", choices=["FLOAT", "PCM_16"])
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=100, help="sampler seed (deterministic output)")
-    p.add_argument("--K", type=int, default=None, help="DDTSE re-noising steps (default: the config's)")
-    p.add_argument("--N", type=int, default=None, help="SGMSE+ predictor-corrector steps")
-    p.add_argument("--snr", type=float, default=None, help="SGMSE+ corrector snr")
+    opt = p.add_argument_group("sampler options (the checkpoint's system's; with --refine_ckpt the refiner's)")
+    opt.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE",
+                     help="a sampler option, e.g. --opt K=10 (repeatable; an unknown name lists the valid ones)")
+    opt.add_argument("--seed", type=int, default=None,
+                     help="sampler seed (default 100; deterministic extractors ignore it)")
+    for name, kind, text in ALIASES:
+        opt.add_argument(f"--{name}", type=kind, default=None, help=f"= --opt {name}=VALUE: {text}")
     p.add_argument("--chunk_seconds", type=float, default=None, help="process long inputs in chunks of this length")
     p.add_argument("--overlap_seconds", type=float, default=1.0)
     p.add_argument("--batch_size", type=int, default=1, help="items per forward batch (not with --chunk_seconds)")
@@ -79,10 +91,12 @@ def main(argv=None):
 
     extractor = Extractor.load(args.ckpt, args.device)
     if args.refine_ckpt:
-        extractor = ChainExtractor(extractor, Extractor.load(args.refine_ckpt, args.device, expect="ddtse"),
-                                   t_start=args.t_start)
-    opts = {k: v for k, v in (("K", args.K), ("N", args.N), ("snr", args.snr)) if v is not None}
-    opts["seed"] = args.seed
+        refiner = Extractor.load(args.refine_ckpt, args.device)
+        if not refiner.can_refine:
+            raise DdtseError(f"--refine_ckpt {args.refine_ckpt} holds a '{refiner.name}' model, which cannot "
+                             "refine an initial estimate (use a DDTSE checkpoint)")
+        extractor = ChainExtractor(extractor, refiner)
+    opts = sampler_opts(args, extractor)
     summary = run_inference(extractor, items, out_dir, overwrite=args.overwrite, resume=args.resume,
                             subtype=args.subtype, chunk_seconds=args.chunk_seconds,
                             overlap_seconds=args.overlap_seconds, progress=not args.quiet, channel=args.channel,
@@ -96,6 +110,51 @@ def main(argv=None):
               f"{out_dir / 'failed.txt'}); fix them and rerun with --resume", file=sys.stderr)
         return 2
     return 0
+
+
+def sampler_opts(args, extractor) -> dict:
+    """The sampler options of the command line (--opt NAME=VALUE, --seed, the aliases), typed by the
+    extractor's ``sampler_options()`` and validated by it (DdtseError names a bad one)."""
+    from ddtse.errors import DdtseError
+
+    specs = extractor.sampler_options()
+    opts: dict = {}
+    for text in args.opt:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise DdtseError(f"--opt takes NAME=VALUE, got {text!r}")
+        if name in opts:
+            raise DdtseError(f"--opt {name} is given twice")
+        opts[name] = _typed(name, value.strip(), specs)
+    for name in ("seed", *(a[0] for a in ALIASES)):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name in opts and opts[name] != value:
+            raise DdtseError(f"--{name} {value} and --opt {name}={opts[name]} disagree: give one")
+        opts[name] = value
+    opts.setdefault("seed", DEFAULT_SEED)
+    extractor.validate_options(opts)
+    return opts
+
+
+def _typed(name: str, value: str, specs: dict):
+    """``value`` (command-line text) as the declared type of option ``name`` (unknown names stay text)."""
+    from ddtse.errors import DdtseError
+
+    if name not in specs:
+        return value  # validate_options names it and lists the valid ones
+    kind = specs[name][0]
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return kind(value)
+    except ValueError:
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        raise DdtseError(f"--opt {name}={value}: {name} takes {article} {kind.__name__}") from None
 
 
 def _check_numbers(args) -> None:

@@ -20,6 +20,8 @@ def parse_args(argv=None):
     p.add_argument("--librimix_split", help="split the extracted ids refer to (for the plots)")
     p.add_argument("--mixture_type", default="mix_both")
     p.add_argument("--enroll_map", default=None)
+    p.add_argument("--curve", action="append", default=[],
+                   help="LABEL|RUN_DIR (relative to --exp_dir): add this training run to learning_curves.png; repeatable")
     p.add_argument("--out", default="RESULTS.md")
     return p.parse_args(argv)
 
@@ -28,7 +30,7 @@ def main(argv=None):
     args = parse_args(argv)
     from ddtse.audio.io import audio_info, load_audio
     from ddtse.errors import DdtseError
-    from ddtse.report import load_row, plot_spectrograms, results_table
+    from ddtse.report import load_row, plot_learning_curves, plot_spectrograms, results_table
 
     exp = Path(args.exp_dir)
     rows, extracted = [], {}
@@ -68,6 +70,15 @@ def main(argv=None):
     if pngs:
         text += ["", "Spectrograms (mixture / enrollment / estimates / reference):", ""]
         text += [f"- [{p.name}](plots/{p.name})" for p in pngs]
+    runs = {}
+    for spec in args.curve:
+        label, sep, run_dir = spec.partition("|")
+        if not sep or not label or not run_dir:
+            raise DdtseError(f"--curve '{spec}' is not LABEL|RUN_DIR")
+        runs[label] = exp / run_dir
+    if runs and plot_learning_curves(exp / "learning_curves.png", runs):
+        text += ["", "Learning curves (validation SI-SDRi and selection rate against training step): "
+                 "[learning_curves.png](learning_curves.png)"]
     if args.commands and Path(args.commands).exists():
         text += ["", "## Commands", "", "```", Path(args.commands).read_text().strip(), "```"]
     out = exp / args.out

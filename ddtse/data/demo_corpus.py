@@ -42,9 +42,14 @@ ESPEAK_RATE = 22050
 SPLITS = ("train-100", "dev", "test")
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Diogo", "Henrique", "Hugo",
                  "Lee", "Marco", "Storm", "antonio", "michel", "miguel", "sandro", "travis", "victor")
+# More (male) variants for training only: more distinct training voices let a speaker clue generalise
+# to the unseen dev/test voices, which always come from the two lists above.
+EXTRA_TRAIN_VARIANTS = ("Alex", "Jacky", "Mario", "Michael", "Mike", "Nguyen", "benjamin", "boris", "caleb",
+                        "david", "ed", "gustave", "iven", "marcelo", "paul", "pedro", "quincy", "rob", "zac")
 FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda",
                    "grandma", "linda", "steph", "steph2", "steph3")
 PITCHES = {"M": (35, 65), "F": (40, 75)}
+MIDDLE_PITCH = {"M": 50, "F": 57}  # training voices take a third pitch once the first two are used
 RATE_RANGE = (145, 190)
 BABBLE_VOICES = ("klatt", "klatt2", "klatt3", "Gene", "Reed", "edward", "john", "robert", "adam", "max")
 DEFAULT_MIXTURES = {"train-100": 1000, "dev": 100, "test": 100}
@@ -179,10 +184,14 @@ def plan_voices(speakers_per_split: dict[str, int], rng: np.random.Generator) ->
     n = 0
     for split in order:
         count = speakers_per_split[split]
-        if split.startswith("train"):  # every remaining variant at both pitches
+        if split.startswith("train"):  # every remaining variant at two pitches, then extra variants, then a third pitch
             first = {sex: rng.integers(2, size=len(variants[sex])) for sex in variants}
             pool = {sex: [(v, PITCHES[sex][(int(j) + second) % 2]) for second in (0, 1)
                           for v, j in zip(variants[sex], first[sex])] for sex in variants}
+            extra = [EXTRA_TRAIN_VARIANTS[i] for i in rng.permutation(len(EXTRA_TRAIN_VARIANTS))]
+            pool["M"] += [(v, PITCHES["M"][int(rng.integers(2))]) for v in extra]
+            for sex in variants:
+                pool[sex] += [(v, MIDDLE_PITCH[sex]) for v in variants[sex]]
         else:
             pool = {sex: [(v, PITCHES[sex][int(rng.integers(2))]) for v in variants[sex]] for sex in variants}
         chosen = []

@@ -76,7 +76,10 @@ class DPTNet(nn.Module):
     ``gradient_checkpointing`` (gradient checkpointing of the dual-path blocks while training).
     """
 
+    # the extractor-model contract (ddtse/systems/discriminative.py MODEL_CONTRACT)
     needs_enrollment = False
+    accepts_lengths = False
+    returns_aux = False
 
     def __init__(
         self,
@@ -128,6 +131,15 @@ class DPTNet(nn.Module):
             x.reshape(b, n * k, s), output_size=(length, 1), kernel_size=(self.k, 1), padding=(self.k, 0), stride=(hop, 1)
         )
         return out.reshape(b, n, length)
+
+    @property
+    def in_audio_channels(self) -> int:
+        return int(self.in_channels)
+
+    @property
+    def min_input_samples(self) -> int:
+        """Shortest input: one encoder window."""
+        return self.window
 
     def padded_length(self, t: int) -> int:
         """Smallest length >= t (and >= window) that is a whole number of encoder hops."""

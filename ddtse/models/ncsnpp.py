@@ -605,6 +605,8 @@ class ConditionalNCSNpp(nn.Module):
             self.speaker = None
             emb_dim = 0
         cfg = ncsnpp_preset(backbone) if isinstance(backbone, str) else dict(backbone)
+        if isinstance(backbone, str):  # a preset is a shape: its conditioning width follows the clue
+            cfg.pop("emb_dim", None)
         name = cfg.pop("name", "ncsnpp")
         if name != "ncsnpp":
             raise DdtseError(f"ddtse_net: the backbone must be an 'ncsnpp' config, got '{name}'")

@@ -174,7 +174,10 @@ class TDSpeakerBeam(nn.Module):
     (an external speaker module config replacing the aux net, see the module docstring).
     """
 
+    # the extractor-model contract (ddtse/systems/discriminative.py MODEL_CONTRACT)
     needs_enrollment = True
+    accepts_lengths = True
+    returns_aux = True
 
     def __init__(self, N: int = 256, L: int = 20, B: int = 256, H: int = 512, P: int = 3,
                  X: int = 8, R: int = 4, skip: int = 0, adaptation: str = "mul",
@@ -263,6 +266,11 @@ class TDSpeakerBeam(nn.Module):
     def in_audio_channels(self) -> int:
         """Mixture channels the model reads: 2 with IPD, else 1 (channel ``ref_channel`` of any input)."""
         return 2 if self.ipd else 1
+
+    @property
+    def min_input_samples(self) -> int:
+        """Shortest input: one encoder frame (L samples)."""
+        return self.L
 
     # -- framing -----------------------------------------------------------------------------
     def frames_for(self, length):

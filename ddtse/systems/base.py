@@ -23,9 +23,26 @@ class ExtractionSystem(L.LightningModule):
     Subclasses implement ``training_loss(batch) -> (loss, logs)`` and
     ``extract_batch(batch, use_ema=True, **opts) -> (estimate (B, T), info)``; optionally
     ``validation_loss(batch)``. The resolved config travels inside every checkpoint.
+
+    **The extractor protocol** (docs/design.md, "Extractor contract"): what inference, the CLI
+    and the recipes may read of a system, and nothing else. ``is_extractor`` (False for systems
+    that train something other than an extractor, e.g. a speaker encoder), ``sample_rate``,
+    ``in_channels`` (mixture channels the network reads), ``min_samples`` (shortest input),
+    ``needs_enrollment``, ``can_refine`` (``extract_batch`` takes an ``initial_estimate``),
+    ``sampler_options()`` ({name: (type, default, help)}) and ``validate_options(opts)``.
+    Subclasses override the class attributes (or the properties, when the value depends on
+    the model built from the config).
     """
 
+    #: the extractor protocol (see the class docstring); subclasses override
+    is_extractor: bool = True
     needs_enrollment: bool = True
+    can_refine: bool = False
+    #: options of ``extract_batch``: {name: (type, default, help)}, merged along the class
+    #: hierarchy by :meth:`sampler_options`; they are also the ``sampler:`` config keys.
+    sampler_option_specs: dict = {}
+    #: inclusive (low, high) bounds of numeric sampler options (None: unbounded)
+    sampler_option_bounds: dict = {}
     #: ``system:`` keys this class reads (key -> type hint, or a dict for a nested section), merged
     #: along the class hierarchy by :meth:`declared_keys`; ddtse/schema.py refuses any other key.
     #: A subclass declares only the keys it adds.
@@ -45,16 +62,77 @@ class ExtractionSystem(L.LightningModule):
         "early_stop_patience": int | None,
         "checkpoint_every_n_steps": int | None,
     }
-    #: ``sampler:`` keys (the options of ``extract_batch``), merged like ``config_keys``.
-    sampler_keys: dict = {}
 
     @classmethod
     def declared_keys(cls, attr: str = "config_keys") -> dict:
-        """``config_keys`` (or ``sampler_keys``) of this class and its bases, merged."""
+        """``config_keys`` of this class and its bases, merged; ``"sampler_keys"``: the ``sampler:``
+        config keys, i.e. the names and types of :meth:`sampler_options`."""
+        if attr == "sampler_keys":
+            return {name: spec[0] for name, spec in cls.sampler_options().items()}
         merged: dict = {}
         for klass in reversed(cls.__mro__):
             merged.update(vars(klass).get(attr) or {})
         return merged
+
+    # -- the extractor protocol ------------------------------------------------------------
+    @classmethod
+    def sampler_options(cls) -> dict:
+        """{name: (type, built-in default, help)} of the options ``extract_batch`` takes."""
+        merged: dict = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("sampler_option_specs") or {})
+        return merged
+
+    @classmethod
+    def validate_options(cls, opts: dict) -> dict:
+        """``opts`` checked against :meth:`sampler_options` (names, types, bounds); returns them
+        normalised (an int given for a float option becomes a float). DdtseError names an
+        unknown option and lists the valid ones, or names a wrong type or value."""
+        specs = cls.sampler_options()
+        name = getattr(cls, "registry_name", cls.__name__)
+        out = {}
+        for key, value in dict(opts or {}).items():
+            if key not in specs:
+                known = ", ".join(sorted(specs)) or "none"
+                raise DdtseError(f"unknown option {key!r} for system '{name}' (valid options: {known})")
+            if value is None:
+                continue
+            kind = specs[key][0]
+            if kind is int:
+                ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            elif kind is float:
+                ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                raise DdtseError(f"option {key!r} of system '{name}' must be {kind.__name__}, "
+                                 f"got {value!r} ({type(value).__name__})")
+            value = kind(value)
+            low, high = cls.sampler_option_bounds.get(key, (None, None))
+            if (low is not None and value < low) or (high is not None and value > high):
+                span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+                raise DdtseError(f"option {key!r} of system '{name}' must lie in {span}, got {value!r}")
+            out[key] = value
+        return out
+
+    def resolve_options(self, opts: dict) -> dict:
+        """Every sampler option's value for one call: ``opts`` (validated) over the checkpoint's
+        ``sampler:`` config section over the built-in defaults."""
+        specs = self.sampler_options()
+        given = self.validate_options(opts)
+        section = dict(get(self.config, "sampler", {}) or {})  # schema-checked at training time
+        cfg = self.validate_options({k: v for k, v in section.items() if k in specs})
+        return {key: given.get(key, cfg.get(key, spec[1])) for key, spec in specs.items()}
+
+    @property
+    def in_channels(self) -> int:
+        """Mixture channels the network reads (channel 0 of more is the reference)."""
+        return 1
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input in samples the network takes (shorter inputs are zero-padded by the caller)."""
+        return 2
 
     def __init__(self, config: dict):
         super().__init__()

@@ -23,9 +23,6 @@ from ddtse.registry import SYSTEMS
 from ddtse.systems.base import ExtractionSystem
 
 BRANCHES = ("stage1", "prior", "renoise")
-# opts of the other diffusion systems' samplers: accepted and ignored so one option set can be
-# passed to any diffusion extractor (anything else is an error)
-_FOREIGN_OPTS = {"N", "snr", "corrector_steps"}
 
 
 def stage2_threshold(epoch: int, max_threshold: float = 0.5, ramp_epochs: float = 100.0) -> float:
@@ -62,8 +59,6 @@ class SpectralDiffusionSystem(ExtractionSystem):
         "sde": {"name": str, "theta": float, "sigma_min": float, "sigma_max": float, "T": float,
                 "t_eps": float, "N": int},
     }
-    # both diffusion samplers' options: each system ignores the other's
-    sampler_keys = {"K": int, "seed": int, "t_start": float, "N": int, "snr": float, "corrector_steps": int}
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -91,6 +86,11 @@ class SpectralDiffusionSystem(ExtractionSystem):
         self.needs_enrollment = speaker is not None and bool(getattr(speaker, "uses_enrollment", True))
         self.seed = int(config.get("seed", 0) or 0)
         self._batch_idx = 0
+
+    @property
+    def min_samples(self) -> int:
+        """A centred STFT needs more than n_fft / 2 samples: n_fft is the shortest input."""
+        return max(int(self.spec.config.n_fft), 2)
 
     def check_init_config(self, theirs: dict, path: str) -> None:
         super().check_init_config(theirs, path)
@@ -191,19 +191,6 @@ class SpectralDiffusionSystem(ExtractionSystem):
             frames = (((own + m - 1) // m) * m).clamp_max(y.shape[-1]).tolist()
         return ItemNoise(seed, list(ids), frames)
 
-    def _opts(self, opts: dict, defaults: dict, allowed_foreign: set) -> dict:
-        """Merge extract_batch opts over ``sampler:`` config over built-in defaults; reject unknown keys."""
-        unknown = set(opts) - set(defaults) - allowed_foreign
-        if unknown:
-            raise DdtseError(f"unknown option(s) for system '{get(self.config, 'system.name')}': "
-                             f"{', '.join(sorted(unknown))} (known: {', '.join(sorted(defaults))})")
-        cfg = dict(get(self.config, "sampler", {}) or {})
-        out = {}
-        for key, value in defaults.items():
-            given = opts.get(key)
-            out[key] = given if given is not None else cfg.get(key, value)
-        return out
-
 
 @SYSTEMS.register("ddtse")
 class DDTSESystem(SpectralDiffusionSystem):
@@ -211,6 +198,13 @@ class DDTSESystem(SpectralDiffusionSystem):
 
     config_keys = {"stage": Literal[1, 2], "max_threshold": float, "threshold_epochs": float,
                    "prior_branch_lambda": Literal["t1", "sampled"]}
+    can_refine = True  # X+DDTSE: extract_batch(initial_estimate=...)
+    sampler_option_specs = {
+        "K": (int, 10, "re-noising steps after the first prediction (NFE = 1 + K; 0 = one call)"),
+        "seed": (int, 100, "sampling-noise seed (with item ids: per-item streams)"),
+        "t_start": (float, 1.0, "X+DDTSE refinement start time (1.0 = the full schedule)"),
+    }
+    sampler_option_bounds = {"K": (0, None), "t_start": (0.0, 1.0)}
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -288,7 +282,7 @@ class DDTSESystem(SpectralDiffusionSystem):
         defaults come from the ``sampler:`` config section. Returns ((B, T), info)."""
         initial = opts.pop("initial_estimate", None)
         ids = opts.pop("ids", None)
-        o = self._opts(opts, {"K": 10, "seed": 100, "t_start": 1.0}, _FOREIGN_OPTS)
+        o = self.resolve_options(opts)
         K, seed, t_start = int(o["K"]), int(o["seed"]), float(o["t_start"])
         net = self.inference_model(use_ema)
         y, _, _, scale = self.prepare(batch, with_target=False)

@@ -8,8 +8,6 @@ gradient clipping is ``trainer.gradient_clip_val``; early stopping ``system.earl
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 
@@ -20,19 +18,25 @@ from ddtse.registry import MODELS, SYSTEMS
 from ddtse.systems.base import ExtractionSystem
 
 
+#: What a one-pass extractor model declares (class attributes or properties) and the value assumed
+#: when it does not: ``needs_enrollment`` (forward(mixture, enrollment, enrollment_lengths) rather
+#: than forward(mixture)), ``accepts_lengths`` (forward takes ``lengths=`` (B,) valid samples),
+#: ``returns_aux`` (forward takes ``return_aux=True`` and then returns a dict with ``estimate``),
+#: ``in_audio_channels`` (mixture channels read), ``min_input_samples`` (shortest input).
+MODEL_CONTRACT = {"needs_enrollment": True, "accepts_lengths": False, "returns_aux": False,
+                  "in_audio_channels": 1, "min_input_samples": 2}
+
+
+def model_declares(model_or_class, name: str):
+    """The value a model (module or class) declares for a MODEL_CONTRACT attribute, else its default."""
+    return getattr(model_or_class, name, MODEL_CONTRACT[name])
+
+
 def model_needs_enrollment(model_or_config) -> bool:
     """Whether an extractor (module, class, or ``model:`` config dict) takes an enrollment."""
     if isinstance(model_or_config, dict):
         model_or_config = MODELS.get(model_or_config["name"])
-    return bool(getattr(model_or_config, "needs_enrollment", True))
-
-
-def _accepts(model: torch.nn.Module, name: str) -> bool:
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    return bool(model_declares(model_or_config, "needs_enrollment"))
 
 
 @SYSTEMS.register("discriminative")
@@ -50,15 +54,23 @@ class DiscriminativeSystem(ExtractionSystem):
             raise DdtseError("system.speaker_loss_weight > 0 needs a model with a speaker head "
                              "(model.num_speakers > 0)")
 
+    @property
+    def in_channels(self) -> int:
+        return int(model_declares(self.model, "in_audio_channels"))
+
+    @property
+    def min_samples(self) -> int:
+        return max(int(model_declares(self.model, "min_input_samples")), 2)
+
     def run_model(self, model: torch.nn.Module, batch: dict, return_aux: bool = False):
         """Call the extractor on a batch: ``model(mixture, enrollment, enrollment_lengths)`` or ``model(mixture)``.
 
         Returns the estimate (B, T), or with ``return_aux`` a dict with at least ``estimate``."""
         mixture = batch["mixture"]
         kwargs = {}
-        if return_aux and _accepts(model, "return_aux"):
+        if return_aux and model_declares(model, "returns_aux"):
             kwargs["return_aux"] = True
-        if batch.get("lengths") is not None and _accepts(model, "lengths"):
+        if batch.get("lengths") is not None and model_declares(model, "accepts_lengths"):
             kwargs["lengths"] = batch["lengths"]
         if model_needs_enrollment(model):
             if batch.get("enrollment") is None:
@@ -99,7 +111,11 @@ class DiscriminativeSystem(ExtractionSystem):
 
     @torch.no_grad()
     def extract_batch(self, batch: dict, use_ema: bool = True, **opts) -> tuple[torch.Tensor, dict]:
-        """One pass of the (EMA) extractor: estimate (B, T), info {"nfe": 1}; sampler opts are ignored."""
+        """One pass of the (EMA) extractor: estimate (B, T), info {"nfe": 1}; it takes no sampler options."""
+        opts.pop("ids", None)  # item ids only seed samplers; this one is deterministic
+        if opts.pop("initial_estimate", None) is not None:
+            raise DdtseError(f"system '{self.registry_name}' cannot refine an initial estimate")
+        self.validate_options(opts)
         model = self.inference_model(use_ema)
         estimate = self.run_model(model, batch)
         return estimate, {"nfe": 1}

@@ -19,8 +19,6 @@ from ddtse.errors import DdtseError
 from ddtse.registry import SYSTEMS
 from ddtse.systems.ddtse import SpectralDiffusionSystem
 
-_FOREIGN_OPTS = {"K", "t_start"}
-
 
 @SYSTEMS.register("sgmse")
 class ScoreSystem(SpectralDiffusionSystem):
@@ -28,6 +26,13 @@ class ScoreSystem(SpectralDiffusionSystem):
 
     expected_in_channels = 4
     expect_time_conditional = True
+    sampler_option_specs = {
+        "N": (int, 30, "reverse-diffusion (predictor) steps"),
+        "snr": (float, 0.5, "Langevin corrector signal-to-noise ratio"),
+        "corrector_steps": (int, 1, "corrector steps per predictor step (NFE = N (1 + corrector_steps))"),
+        "seed": (int, 100, "sampling-noise seed (with item ids: per-item streams)"),
+    }
+    sampler_option_bounds = {"N": (1, None), "snr": (0.0, None), "corrector_steps": (0, None)}
 
     def score(self, net, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, emb) -> torch.Tensor:
         """complex x_t, y (B, 1, F, N), t (B,) -> complex score (B, 1, F, N)."""
@@ -60,7 +65,7 @@ class ScoreSystem(SpectralDiffusionSystem):
         if opts.pop("initial_estimate", None) is not None:
             raise DdtseError("system 'sgmse' cannot refine an initial estimate (use a 'ddtse' checkpoint)")
         ids = opts.pop("ids", None)
-        o = self._opts(opts, {"N": 30, "snr": 0.5, "corrector_steps": 1, "seed": 100}, _FOREIGN_OPTS)
+        o = self.resolve_options(opts)
         net = self.inference_model(use_ema)
         y, _, _, scale = self.prepare(batch, with_target=False)
         emb = self.speaker_embedding(net, batch)  # once per call

@@ -6,7 +6,8 @@ keys: ``num_speakers`` (counted from data.train when absent, stored in the check
 (0.2), ``scale`` (30), ``margin_warmup_steps`` (margin ramps linearly from 0), ``spec_augment``
 ({freq_masks, freq_width, time_masks, time_width}, training only), ``val_trials`` (number of
 validation trials, 2000), ``lr``, ``weight_decay``, ``scheduler`` ({name: cosine, warmup_steps}
-per step, or plateau), ``ema_decay`` (the base's; 0 = off). Monitor ``val/eer`` (mode min).
+per step, or plateau), ``ema_decay`` (the base's; 0 = off). Monitor ``val/eer`` (mode min). The
+validation EER is computed per process from the items it validated (under DDP, a shard's trials).
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def _count_speakers(config: dict) -> int:
 class SpeakerEncoderSystem(ExtractionSystem):
     """Speaker-verification training (see the module docstring); ``self.model`` is the encoder."""
 
+    is_extractor = False  # the extractor protocol: it trains a speaker encoder, it extracts nothing
     needs_enrollment = False
     default_monitor = ("val/eer", "min")  # when system.monitor / monitor_mode are not set
     config_keys = {

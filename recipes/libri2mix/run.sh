@@ -77,7 +77,7 @@ data_overrides+=("data.train.split=$train_split" "data.valid.split=$valid_split"
                  "data.sample_rate=$sample_rate")
 read -r -a extra <<< "$train_overrides"
 read -r -a speaker_extra <<< "$speaker_overrides"
-clue=()  # the extractors' speaker clue override
+declare -a clue=()  # the extractors' speaker clue override
 case "$use_pretrained_speaker" in
   true) clue=("model.speaker={name: pretrained, ckpt: '$exp/speaker_encoder/checkpoints/last.ckpt', freeze: $speaker_freeze}") ;;
   false) ;;
@@ -192,10 +192,14 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     [ "$name" = sgmse ] && [ -n "$baseline_limit" ] && note="fixed subset: first $baseline_limit items"
     rows+=(--row "$(label "$name")|scores/$test_split/$name|extracted/$test_split/$name|$note")
   done
+  curves=()
+  for name in frontend ddtse_stage1 ddtse_stage2 sgmse; do
+    [ -f "$exp/$name/training_curves.json" ] && curves+=(--curve "$name|$name")
+  done
   header="Libri2Mix-$( [ "$mixture_type" = mix_both ] && echo noisy || echo clean ) ($mixture_type), \
 $((sample_rate / 1000)) kHz, $mode, split $test_split${test_limit:+ (first $test_limit items)}; PESQ \
 $( [ "$sample_rate" = 8000 ] && echo NB || echo WB ); data: $librimix_root; device: $device."
   "$python" -m ddtse.cli.report --exp_dir "$exp" "${rows[@]}" --title "Results: $tag" --header "$header" \
       --commands "$commands" --plots "$plots" --librimix_split "$split_dir" --mixture_type "$mixture_type" \
-      --enroll_map "$map"
+      --enroll_map "$map" "${curves[@]}"
 fi

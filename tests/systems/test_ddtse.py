@@ -222,10 +222,16 @@ def test_refinement_t_start_and_initial_estimate(system, monkeypatch):
 
 def test_opts_validation(system):
     batch = make_batch(lengths=(800,))
-    _, info = system.extract_batch(batch, K=1, N=30, snr=0.5)  # PC options are ignored
+    _, info = system.extract_batch(batch, K=1)
     assert info["nfe"] == 2
+    with pytest.raises(DdtseError, match=r"unknown option 'N' for system 'ddtse' \(valid options: K, seed, t_start\)"):
+        system.extract_batch(batch, K=1, N=30)  # each system takes only its own options (issue 14)
     with pytest.raises(DdtseError):
         system.extract_batch(batch, steps=3)
+    with pytest.raises(DdtseError, match="'K' of system 'ddtse' must be int, got 1.5"):
+        system.extract_batch(batch, K=1.5)
+    with pytest.raises(DdtseError, match="must lie in"):
+        system.extract_batch(batch, K=-1)
 
 
 def test_config_checks():

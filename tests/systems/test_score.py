@@ -102,8 +102,12 @@ def test_extract_batch_pc(system):
     assert torch.all(est[1, 1201:] == 0)
     again, _ = system.extract_batch(batch, N=2, corrector_steps=1, seed=3)
     assert torch.equal(est, again)
-    _, info = system.extract_batch(batch, N=3, corrector_steps=0, K=10)  # DDTSE opts ignored
+    _, info = system.extract_batch(batch, N=3, corrector_steps=0)
     assert info["nfe"] == 3
+    with pytest.raises(DdtseError, match=r"unknown option 'K' for system 'sgmse' \(valid options: N, corrector_steps, seed, snr\)"):
+        system.extract_batch(batch, N=3, K=10)  # each system takes only its own options (issue 14)
+    with pytest.raises(DdtseError, match="'N' of system 'sgmse' must lie in"):
+        system.extract_batch(batch, N=0)
     assert system.extract_batch(make_batch(lengths=(700,)))[1]["nfe"] == 4  # N from the sampler section
     with pytest.raises(DdtseError):
         system.extract_batch(batch, initial_estimate=batch["target"])

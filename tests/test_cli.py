@@ -1,0 +1,175 @@
+"""The command line (issue 14): the ``ddtse`` command and ``python -m ddtse`` (same verbs as the
+scripts), every script running from a checkout without an installed package, and infer.py's
+generic sampler options (``--opt NAME=VALUE``; --K/--N/--snr/--t_start/--seed as aliases)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_ckpt import make_checkpoint  # noqa: E402
+
+from ddtse.cli import run_cli  # noqa: E402
+from ddtse.cli.infer import main as infer_main  # noqa: E402
+from ddtse.cli.main import VERBS, main as ddtse_main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = ["train.py", "infer.py", "calc_metrics.py", "slicer.py", *sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "data").glob("*.py"))]
+
+
+# -- the ddtse command -------------------------------------------------------------------------
+def test_help_lists_every_verb_with_one_line(capsys):
+    assert ddtse_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for verb in ("train", "infer", "score", "prepare", "slice", "report", "evaluate"):
+        assert f"  {verb} " in out
+    if (REPO / "ddtse" / "cli" / "evaluate_speaker.py").is_file():
+        assert "  evaluate_speaker " in out
+    assert ddtse_main([]) == 2  # no verb: usage, exit 2
+
+
+def test_unknown_verb(capsys):
+    assert ddtse_main(["trian"]) == 2
+    assert "unknown verb 'trian'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_each_verb_is_its_script(verb, capsys):
+    """``ddtse VERB --help`` prints the script's own help (the same parser)."""
+    with pytest.raises(SystemExit) as exit_info:
+        ddtse_main([verb, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ")
+    if verb == "train":
+        assert "--config" in out and "overrides" in out
+    if verb == "infer":
+        assert "--ckpt" in out and "--opt NAME=VALUE" in out
+
+
+def test_verb_errors_and_exit_codes_are_the_scripts(tmp_path, capsys):
+    # a DdtseError is one line and exit 2, as in `python train.py`
+    assert ddtse_main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_python_dash_m_ddtse(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "ddtse", "--help"], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0 and "infer" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "ddtse", "infer", "--help"], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 0 and "usage: ddtse infer" in proc.stdout
+
+
+def test_console_script_is_declared():
+    text = (REPO / "pyproject.toml").read_text()
+    assert '[project.scripts]\nddtse = "ddtse.cli.main:main"' in text
+
+
+# -- scripts run from a checkout, from any folder, without an installed package ----------------
+RUNNER = """
+import runpy, sys
+from pathlib import Path
+# the venv's site-packages (numpy, torch, ...) WITHOUT its .pth files: the editable ddtse is not importable
+sys.path.append(str(Path(sys.executable).parents[1] / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"))
+try:
+    import ddtse
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("ddtse is importable without the checkout: the test proves nothing")
+script = sys.argv[1]
+sys.path.insert(0, str(Path(script).resolve().parent))  # what `python SCRIPT` does
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_runs_without_installed_package(script, tmp_path):
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    proc = subprocess.run([sys.executable, "-S", str(runner), str(REPO / script), "--help"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    if "the test proves nothing" in proc.stderr:
+        pytest.skip("ddtse is importable without its checkout here")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.startswith("data/")])
+def test_data_scripts_put_the_repo_root_on_sys_path(script):
+    text = (REPO / script).read_text()
+    insert = text.find("sys.path.insert(0, str(Path(__file__).resolve().parents[1]))")
+    assert 0 <= insert < text.find("from ddtse"), f"{script} must put the repo root on sys.path before importing ddtse"
+
+
+# -- infer.py: generic sampler options ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    ckpts = {kind: str(make_checkpoint(root / f"{kind}.ckpt", kind)) for kind in ("tsb", "ddtse", "sgmse")}
+    rng = np.random.default_rng(0)
+    sf.write(root / "mix.wav", (0.1 * rng.standard_normal(4000)).astype(np.float32), 8000)
+    sf.write(root / "enr.wav", (0.1 * rng.standard_normal(8000)).astype(np.float32), 8000)
+    return root, ckpts
+
+
+def _infer(setup, tmp_path, capsys, kind, *extra):
+    root, ckpts = setup
+    out = tmp_path / str(len(list(tmp_path.iterdir()))) / "est.wav"  # the same item id every time (per-item noise)
+    out.parent.mkdir()
+    code = run_cli(infer_main, ["--ckpt", ckpts[kind], "--mixture", str(root / "mix.wav"), "--enrollment",
+                                str(root / "enr.wav"), "--output", str(out), "--device", "cpu", "--quiet", *extra])
+    err = capsys.readouterr().err
+    return code, err, (sf.read(out, dtype="float32")[0] if code == 0 else None)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_opt_is_the_same_as_the_alias(setup, tmp_path, capsys):
+    code, _, a = _infer(setup, tmp_path, capsys, "ddtse", "--K", "2", "--seed", "5")
+    assert code == 0
+    code, _, b = _infer(setup, tmp_path, capsys, "ddtse", "--opt", "K=2", "--opt", "seed=5")
+    assert code == 0 and np.array_equal(a, b)
+    code, _, c = _infer(setup, tmp_path, capsys, "sgmse", "--opt", "N=2", "--snr", "0.3")
+    assert code == 0 and c.shape == a.shape
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("kind,args,message", [
+    ("ddtse", ["--opt", "steps=3"], "unknown option 'steps' for system 'ddtse' (valid options: K, seed, t_start)"),
+    ("ddtse", ["--N", "3"], "unknown option 'N' for system 'ddtse'"),
+    ("sgmse", ["--K", "3"], "unknown option 'K' for system 'sgmse' (valid options: N, corrector_steps, seed, snr)"),
+    ("tsb", ["--K", "3"], "unknown option 'K' for system 'discriminative' (valid options: none)"),
+    ("ddtse", ["--opt", "K=abc"], "--opt K=abc: K takes an int"),
+    ("ddtse", ["--opt", "K"], "--opt takes NAME=VALUE"),
+    ("ddtse", ["--opt", "K=-1"], "option 'K' of system 'ddtse' must lie in"),
+    ("ddtse", ["--K", "2", "--opt", "K=3"], "disagree"),
+    ("tsb", ["--refine_ckpt", "SGMSE"], "cannot refine an initial estimate"),
+])
+def test_bad_options_are_one_clear_error(setup, tmp_path, capsys, kind, args, message):
+    args = [setup[1]["sgmse"] if a == "SGMSE" else a for a in args]
+    code, err, _ = _infer(setup, tmp_path, capsys, kind, *args)
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1, err
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_deterministic_extractor_takes_the_seed_and_refiner_takes_the_options(setup, tmp_path, capsys):
+    code, _, _ = _infer(setup, tmp_path, capsys, "tsb", "--seed", "3")  # ignored, not refused
+    assert code == 0
+    root, ckpts = setup
+    code, _, _ = _infer(setup, tmp_path, capsys, "tsb", "--refine_ckpt", ckpts["ddtse"], "--opt", "K=1",
+                        "--t_start", "0.5")
+    assert code == 0
