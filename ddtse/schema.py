@@ -257,17 +257,22 @@ def check_data(data) -> None:
         if sub is None:
             continue
         where = f"data.{part}"
-        if "name" not in sub:
-            raise DdtseError(f"{where} needs a 'name' (one of {', '.join(DATASETS.names())})")
-        if not isinstance(sub["name"], str):
-            raise DdtseError(f"config key {where}.name must be a string, got {_show(sub['name'])}")
-        cls = DATASETS.get(sub["name"])
+        cls = _registered_class(sub, where, DATASETS)
         keys, open_keys = signature_schema(cls)
         for key, set_by in DATASET_SET_BY_DATAMODULE.items():
             if key in sub:
                 raise DdtseError(f"config key {where}.{key} is set from {set_by}; remove it")
             keys.pop(key, None)
         check_section(sub, {"name": str, **keys}, where, open_keys=open_keys)
+
+
+def _registered_class(section: dict, where: str, registry):
+    """The class a config section names with ``name`` (a missing or non-string name is one line)."""
+    if "name" not in section:
+        raise DdtseError(f"{where} needs a 'name' (one of {', '.join(registry.names())})")
+    if not isinstance(section["name"], str):
+        raise DdtseError(f"config key {where}.name must be a string, got {_show(section['name'])}")
+    return registry.get(section["name"])
 
 
 def check_model(model, where: str = "model") -> None:
@@ -278,11 +283,7 @@ def check_model(model, where: str = "model") -> None:
         return
     if not isinstance(model, dict):
         raise DdtseError(f"config key {where} must be a mapping with a 'name', got {_show(model)}")
-    if "name" not in model:
-        raise DdtseError(f"{where} needs a 'name' (one of {', '.join(MODELS.names())})")
-    if not isinstance(model["name"], str):
-        raise DdtseError(f"config key {where}.name must be a string, got {_show(model['name'])}")
-    cls = MODELS.get(model["name"])
+    cls = _registered_class(model, where, MODELS)
     keys, open_keys = signature_schema(cls)
     if not open_keys:
         for key in model:

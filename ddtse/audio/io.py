@@ -128,17 +128,8 @@ def save_audio(
             wav = wav * (0.99 / peak)
     if path.is_dir():
         raise DdtseError(f"output path is a folder, not a file: {path}")
-    tmp = _temp_beside(path)
-    try:
-        sf.write(tmp, wav, int(sample_rate), subtype=subtype.upper(), format=_format_for(path))
-        _publish(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(exc, OSError):
-            raise DdtseError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
-    return path
+    return _write_atomically(path, lambda tmp: sf.write(tmp, wav, int(sample_rate), subtype=subtype.upper(),
+                                                        format=_format_for(path)))
 
 
 def _umask_mode() -> int:
@@ -167,11 +158,15 @@ def _publish(tmp: str, path: Path) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write a text file atomically (temporary file + rename), mode 0666 & ~umask; OSError -> DdtseError."""
-    path = Path(path)
+    return _write_atomically(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _write_atomically(path: Path, write) -> Path:
+    """``write(tmp)`` into a temporary file beside ``path``, then publish it under ``path``; nothing is
+    left behind on failure; OSError -> DdtseError."""
     tmp = _temp_beside(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        write(tmp)
         _publish(tmp, path)
     except BaseException as exc:
         if os.path.exists(tmp):

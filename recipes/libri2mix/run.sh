@@ -10,7 +10,7 @@
 #   5  inference on the test split: front-end, DDTSE stage 1 and 2, front-end + DDTSE, SGMSE+
 #   6  scoring (SI-SDR, SI-SDRi, PESQ, ESTOI, confusion and acceptance rates; per FF/MM/FM group
 #      when speaker sex is known; --score_metrics adds e.g. dnsmos_ovrl)
-#   7  exp/<tag>/RESULTS.md and spectrogram PNGs
+#   7  exp/<tag>/RESULTS.md, spectrogram PNGs and learning_curves.png (validation SI-SDRi and selection rate)
 #
 # Example (paper setting, 8 GPUs):
 #   recipes/libri2mix/run.sh --librimix_root /data/Libri2Mix --tag ddtse_paper \

@@ -109,9 +109,9 @@ def test_bool_options_must_be_real_bools(option):
 
 
 def test_other_options_are_validated():
-    with pytest.raises(ValueError, match="progressive"):
+    with pytest.raises(DdtseError, match="progressive"):
         tiny(progressive="residual")
-    with pytest.raises(ValueError, match="bottleneck_fusion"):
+    with pytest.raises(DdtseError, match="bottleneck_fusion"):
         tiny(emb_dim=0, bottleneck_fusion=True)
     with pytest.raises(DdtseError, match="ch_mult"):
         tiny(ch_mult="122")

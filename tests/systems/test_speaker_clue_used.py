@@ -13,7 +13,9 @@ fixed seeds):
   output cannot depend on the enrollment, so an item is selected in at most one of the two
   roles; the rates fall to chance and the assertions above would fail.
 
-Each trained system is a module fixture (trained once); one thread, deterministic algorithms.
+Each trained system is a module fixture (trained once, plain loop over the system's own
+``training_loss`` / ``configure_optimizers``); one thread, deterministic algorithms. CPU time:
+~20 s (TSB) + ~45-50 s (DDTSE) of training on one core.
 """
 from __future__ import annotations
 
@@ -32,10 +34,14 @@ from synthetic_talkers import make_batch, swap_roles  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 MARGIN_DB = 1.0       # "selected": SI-SDR to the target beats SI-SDR to the interferer by this much
-MIN_RATE = 0.8        # required selection rate, normal and swapped roles
-MAX_CONTROL_RATE = 0.6  # a clue-free extractor must stay at or below this in at least one role
+# Required selection rate, normal and swapped roles. Measured (training seeds 0/1/2, 3 held-out
+# sets of 32): TSB 0.875-1.0, DDTSE 0.906-1.0; with the clue removed one role is <= 0.53.
+MIN_RATE = 0.8
+# A clue-free extractor gives the same output for both roles, so rate + swapped rate <= 1; the
+# controls also require the lower of the two to be at most this.
+MAX_CONTROL_RATE = 0.6
 EVAL_ITEMS = 32
-EVAL_SEED = 10_000_019  # held-out: training batches use seeds < 10_000
+EVAL_SEED = 10_000_019  # held-out: training batch seeds are seed * 100_000 + step
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +121,19 @@ def tsb_extract(system):
 
 def test_tsb_follows_the_enrolled_talker(tsb, tsb_eval):
     normal, swapped = selection_rates(tsb_extract(tsb), tsb_eval)
+    print(f"TSB selection rates: normal {normal:.3f}, swapped {swapped:.3f}")
     assert normal >= MIN_RATE and swapped >= MIN_RATE, (normal, swapped)
 
 
 def test_tsb_control_without_a_clue_is_at_chance(tsb, tsb_eval, monkeypatch):
     extract = tsb_extract(tsb)
     rates = selection_rates(extract, constant_enrollment(tsb_eval))
+    print(f"TSB control, constant enrollment: {rates}")
     assert min(rates) <= MAX_CONTROL_RATE and sum(rates) <= 1.0 + 1e-6, rates
     embed = tsb.model.embed
     monkeypatch.setattr(tsb.model, "embed", lambda *a, **k: torch.zeros_like(embed(*a, **k)))
     rates = selection_rates(extract, tsb_eval)
+    print(f"TSB control, zeroed embedding: {rates}")
     assert min(rates) <= MAX_CONTROL_RATE and sum(rates) <= 1.0 + 1e-6, rates
 
 
@@ -137,12 +146,14 @@ def test_tsb_control_without_a_clue_is_at_chance(tsb, tsb_eval, monkeypatch):
 # with the paper's beta 0.15 the compressed signal sits far below the prior noise sigma(T) = 0.39
 # (measured: nothing learned in 300 steps). Training alternates the stage-1 loss
 # (``training_loss``) with stage 2's "prior" branch (``branch_loss(batch, "prior")``: D(y + sigma(T) z)
-# -> x0, i.e. exactly the K = 0 inference path), which learns selection in far fewer steps.
+# -> x0, i.e. exactly the K = 0 inference path), which learns selection in far fewer steps
+# (300 stage-1-only steps: 0.50 / 0.72; alternating: 0.97 / 1.0). lr 2e-3 (3e-3 and 5e-3 were
+# less stable across seeds) and a 0.5 s enrollment (0.25 s was less stable) were measured too.
 DD_SR = 4000
 DD_SPEC = {"n_fft": 62, "hop_length": 32, "beta": 1.0, "pad_multiple": 4}
 DD_SPEAKER = {"name": "spectral_speaker_encoder", "emb_dim": 32, "sample_rate": DD_SR, "n_fft": 128,
               "win_length": 128, "hop_length": 64, "feature": "logmag", "channels": 32, "layers": 2}
-DD_STEPS, DD_BATCH, DD_SECONDS, DD_ENROLL_SECONDS, DD_LR = 200, 8, 0.25, 0.5, 3e-3
+DD_STEPS, DD_BATCH, DD_SECONDS, DD_ENROLL_SECONDS, DD_LR = 200, 8, 0.25, 0.5, 2e-3
 DD_CLIP = 5.0
 DD_BRANCHES = ("stage1", "prior")  # the training branch of step i is DD_BRANCHES[i % len]
 
@@ -182,15 +193,18 @@ def ddtse_extract(system, K: int = 0):
 
 def test_ddtse_follows_the_enrolled_talker(ddtse, ddtse_eval):
     normal, swapped = selection_rates(ddtse_extract(ddtse), ddtse_eval)
+    print(f"DDTSE selection rates: normal {normal:.3f}, swapped {swapped:.3f}")
     assert normal >= MIN_RATE and swapped >= MIN_RATE, (normal, swapped)
 
 
 def test_ddtse_control_without_a_clue_is_at_chance(ddtse, ddtse_eval, monkeypatch):
     extract = ddtse_extract(ddtse)
     rates = selection_rates(extract, constant_enrollment(ddtse_eval))
+    print(f"DDTSE control, constant enrollment: {rates}")
     assert min(rates) <= MAX_CONTROL_RATE and sum(rates) <= 1.0 + 1e-6, rates
     speaker = ddtse.model.speaker
     encode = speaker.forward
     monkeypatch.setattr(speaker, "forward", lambda *a, **k: torch.zeros_like(encode(*a, **k)))
     rates = selection_rates(extract, ddtse_eval)
+    print(f"DDTSE control, zeroed speaker clue: {rates}")
     assert min(rates) <= MAX_CONTROL_RATE and sum(rates) <= 1.0 + 1e-6, rates
