@@ -8,19 +8,14 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_ckpt import tiny_config as tiny_model_config  # noqa: E402
+from tiny_ckpt import make_tiny_corpus, tiny_config as tiny_model_config  # noqa: E402
 
 from ddtse.checkpoint import load_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from ddtse.data.demo_corpus import build_demo_corpus
-
-    root = tmp_path_factory.mktemp("corpus") / "Libri2Mix"
-    build_demo_corpus(root, mixtures={"train-100": 6, "dev": 2, "test": 2},
-                      speakers={"train-100": 3, "dev": 2, "test": 2}, rates=(8000,), seed=5, processes=1)
-    return root
+    return make_tiny_corpus(tmp_path_factory)
 
 
 def ddtse_config(root: Path, seed: int, stage: int = 1) -> dict:

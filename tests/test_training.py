@@ -24,16 +24,13 @@ from ddtse.extract import Extractor, load_checkpoint
 from ddtse.training import run_training
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_ckpt import make_tiny_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from ddtse.data.demo_corpus import build_demo_corpus
-
-    root = tmp_path_factory.mktemp("corpus") / "Libri2Mix"
-    build_demo_corpus(root, mixtures={"train-100": 6, "dev": 2, "test": 2},
-                      speakers={"train-100": 3, "dev": 2, "test": 2}, rates=(8000,), seed=3, processes=1)
-    return root
+    return make_tiny_corpus(tmp_path_factory)
 
 
 def tiny_config(root: Path) -> dict:

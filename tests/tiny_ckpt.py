@@ -1,4 +1,4 @@
-"""Tiny untrained checkpoints for inference tests (built in memory, no training run)."""
+"""Tiny untrained checkpoints and a tiny demo corpus, built in memory or a temp dir, for tests."""
 from __future__ import annotations
 
 import copy
@@ -45,3 +45,13 @@ def make_checkpoint(path: str | Path, kind: str = "tsb", sr: int = 8000, seed: i
     torch.save({CHECKPOINT_KEY: config["system"]["name"], "state_dict": system.state_dict(),
                 "hyper_parameters": {"config": config}}, path)
     return path
+
+
+def make_tiny_corpus(tmp_path_factory) -> Path:
+    """A 6/2/2-mixture demo corpus at 8 kHz (3/2/2 speakers) for end-to-end training tests."""
+    from ddtse.data.demo_corpus import build_demo_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "Libri2Mix"
+    build_demo_corpus(root, mixtures={"train-100": 6, "dev": 2, "test": 2},
+                      speakers={"train-100": 3, "dev": 2, "test": 2}, rates=(8000,), seed=3, processes=1)
+    return root
