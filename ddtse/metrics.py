@@ -103,15 +103,16 @@ def estoi_score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -
 
 
 ACCEPT_SI_SDRI_DB = 1.0  # WeSep's acceptance rate: an item counts as extracted above this SI-SDRi
+SELECT_MARGIN_DB = 1.0  # an estimate "selects" the target when it is this much closer to it than to the interferer
 DNSMOS_RATE = 16000
 DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
-METRIC_NAMES = ("si_sdr", "si_sdri", "pesq", "estoi", "si_sdr_interferer", "confusion", "accepted",
+METRIC_NAMES = ("si_sdr", "si_sdri", "pesq", "estoi", "si_sdr_interferer", "confusion", "selected", "accepted",
                 *DNSMOS_METRICS, "spk_sim")
 DEFAULT_METRICS = ("si_sdr", "si_sdri", "pesq", "estoi")
 #: metrics that need no clean reference (they judge the estimate alone, or against the enrollment)
 NON_INTRUSIVE = (*DNSMOS_METRICS, "spk_sim")
 #: metrics that need the interfering speaker's source
-NEEDS_INTERFERER = ("si_sdr_interferer", "confusion")
+NEEDS_INTERFERER = ("si_sdr_interferer", "confusion", "selected")
 
 _dnsmos_model = None
 
@@ -161,7 +162,8 @@ def compute_metrics(reference: np.ndarray | None, estimate: np.ndarray, sample_r
                     interferer: np.ndarray | None = None) -> dict[str, float]:
     """The requested metrics for one utterance (1-D arrays, trimmed to the shortest).
 
-    ``interferer`` is the other speaker's source (for ``si_sdr_interferer`` and ``confusion``);
+    ``interferer`` is the other speaker's source (for ``si_sdr_interferer``, ``confusion`` and
+    ``selected``: SI-SDR to the target more than 1 dB above SI-SDR to the interferer);
     ``reference`` may be None when only non-intrusive metrics (DNSMOS) are asked for. Speaker
     similarity needs a model and is computed by the scorer (ddtse.scoring).
     """
@@ -171,16 +173,18 @@ def compute_metrics(reference: np.ndarray | None, estimate: np.ndarray, sample_r
     ref = reference[:n] if reference is not None else None
     out: dict[str, float] = {}
     wanted = set(metrics)
-    if ref is not None and wanted & {"si_sdr", "si_sdri", "confusion", "accepted"}:
+    if ref is not None and wanted & {"si_sdr", "si_sdri", "confusion", "selected", "accepted"}:
         out["si_sdr"] = float(si_sdr(est, ref))
     if ref is not None and mixture is not None and wanted & {"si_sdri", "accepted"}:
         out["si_sdri"] = out["si_sdr"] - float(si_sdr(mixture[:n], ref))
     if "accepted" in wanted and "si_sdri" in out:
         out["accepted"] = float(out["si_sdri"] > ACCEPT_SI_SDRI_DB)
-    if interferer is not None and wanted & {"si_sdr_interferer", "confusion"}:
+    if interferer is not None and wanted & set(NEEDS_INTERFERER):
         out["si_sdr_interferer"] = float(si_sdr(est, interferer[:n]))
     if "confusion" in wanted and "si_sdr" in out and "si_sdr_interferer" in out:
         out["confusion"] = float(out["si_sdr_interferer"] > out["si_sdr"])
+    if "selected" in wanted and "si_sdr" in out and "si_sdr_interferer" in out:
+        out["selected"] = float(out["si_sdr"] > out["si_sdr_interferer"] + SELECT_MARGIN_DB)
     if "pesq" in wanted and ref is not None:
         out["pesq"] = pesq_score(ref, est, sample_rate)
     if "estoi" in wanted and ref is not None:

@@ -24,18 +24,21 @@ def _percent(value) -> str:
 def results_table(rows: list[dict]) -> str:
     """Markdown table; each row: system, scores (summary.json dict), inference (inference.json dict), note.
 
+    ``selected (%)``: items whose SI-SDR to the target exceeds that to the interferer by 1 dB;
     ``confusion (%)``: items whose estimate is closer (SI-SDR) to the interfering speaker;
     ``accepted (%)``: items with SI-SDRi > 1 dB (WeSep's acceptance rate)."""
-    lines = ["| system | SI-SDR (dB) | SI-SDRi (dB) | PESQ | ESTOI | NFE | RTF | confusion (%) | accepted (%) "
+    lines = ["| system | SI-SDR (dB) | SI-SDRi (dB) | PESQ | ESTOI | NFE | RTF | selected (%) | confusion (%) "
+             "| accepted (%) "
              "| items | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         s, inf = row.get("scores") or {}, row.get("inference") or {}
         mean = lambda m: (s.get(m) or {}).get("mean")  # noqa: E731
         lines.append(
             f"| {row['system']} | {_fmt(mean('si_sdr'))} | {_fmt(mean('si_sdri'))} | {_fmt(mean('pesq'))} "
             f"| {_fmt(mean('estoi'), 3)} | {inf.get('nfe_per_item', '–') if inf else '–'} "
-            f"| {_fmt(inf.get('rtf'), 3) if inf else '–'} | {_percent(mean('confusion'))} "
+            f"| {_fmt(inf.get('rtf'), 3) if inf else '–'} | {_percent(mean('selected'))} "
+            f"| {_percent(mean('confusion'))} "
             f"| {_percent(mean('accepted'))} | {s.get('n_items', '–')} | {row.get('note', '')} |"
         )
     return "\n".join(lines) + "\n"

@@ -436,6 +436,7 @@ def _label(metric: str, summary: dict) -> str:
 METRIC_LABELS = {
     "si_sdr": "SI-SDR (dB)", "si_sdri": "SI-SDRi (dB)", "estoi": "ESTOI",
     "si_sdr_interferer": "SI-SDR to interferer (dB)", "confusion": "confusion rate",
+    "selected": "selection rate (target > interferer + 1 dB)",
     "accepted": "acceptance rate (SI-SDRi > 1 dB)", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
     "dnsmos_ovrl": "DNSMOS OVRL", "dnsmos_p808": "DNSMOS P.808", "spk_sim": "speaker similarity (cos)",
 }

@@ -79,11 +79,12 @@ def test_selection_metrics_per_item(speech_pair):
     clean, noisy, sr = speech_pair
     other = noisy - clean  # the "interferer"
     mixture = clean + other
-    wrong = compute_metrics(clean, other, sr, mixture, ["confusion", "accepted"], interferer=other)
-    assert wrong["confusion"] == 1.0 and wrong["accepted"] == 0.0
+    wrong = compute_metrics(clean, other, sr, mixture, ["confusion", "selected", "accepted"], interferer=other)
+    assert wrong["confusion"] == 1.0 and wrong["accepted"] == 0.0 and wrong["selected"] == 0.0
     assert wrong["si_sdr_interferer"] > 50 and wrong["si_sdr"] < wrong["si_sdr_interferer"]
-    right = compute_metrics(clean, clean + 0.01 * other, sr, mixture, ["confusion", "accepted"], interferer=other)
-    assert right["confusion"] == 0.0 and right["accepted"] == 1.0
+    right = compute_metrics(clean, clean + 0.01 * other, sr, mixture, ["confusion", "selected", "accepted"],
+                            interferer=other)
+    assert right["confusion"] == 0.0 and right["accepted"] == 1.0 and right["selected"] == 1.0
     assert right["si_sdri"] == pytest.approx(si_sdr(clean + 0.01 * other, clean) - si_sdr(mixture, clean))
     # acceptance is WeSep's SI-SDRi > 1 dB: orthogonal noise gives exact SI-SDRs
     rng = np.random.default_rng(0)
@@ -94,6 +95,14 @@ def test_selection_metrics_per_item(speech_pair):
     for gain, accepted in ((1.5, 1.0), (0.5, 0.0)):
         m = compute_metrics(s, at(gain), sr, at(0.0), ["accepted"])
         assert m["si_sdri"] == pytest.approx(gain, abs=1e-6) and m["accepted"] == accepted
+    # selection needs a 1 dB margin over the interferer: with s and n orthogonal and equally loud,
+    # a*s + b*n is 20 log10(a/b) dB from s and the negative of that from n
+    n = n * np.sqrt((s @ s) / (n @ n))
+    for margin, selected in ((1.5, 1.0), (0.5, 0.0)):
+        ratio = 10 ** (margin / 40)
+        m = compute_metrics(s, ratio * s + n, sr, None, ["selected", "confusion"], interferer=n)
+        assert m["si_sdr"] - m["si_sdr_interferer"] == pytest.approx(margin, abs=1e-6)
+        assert m["selected"] == selected and m["confusion"] == 0.0
 
 
 def test_dnsmos_equals_speechmos_on_real_speech(assets):

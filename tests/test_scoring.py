@@ -281,7 +281,7 @@ def _write_estimates(root, sources, swap: bool):
             sf.write(root / f"s{k}" / f"{mid}.wav", wav, 16000, subtype="FLOAT")
 
 
-SELECTION = "si_sdr,si_sdri,si_sdr_interferer,confusion,accepted"
+SELECTION = "si_sdr,si_sdri,si_sdr_interferer,selected,confusion,accepted"
 
 
 @pytest.mark.parametrize("swap", [True, False])
@@ -297,6 +297,7 @@ def test_librimix_confusion_and_acceptance(swap, libri2mix_split, tmp_path, caps
     assert summary["n_items"] == 4
     assert summary["confusion"]["mean"] == (1.0 if swap else 0.0)
     assert summary["accepted"]["mean"] == (0.0 if swap else 1.0)
+    assert summary["selected"]["mean"] == (0.0 if swap else 1.0)
     assert summary["groups"]["FM"]["confusion"] == (1.0 if swap else 0.0)
     assert summary["groups"]["FM"]["accepted"] == (0.0 if swap else 1.0)
     header, *lines = (out / "per_utt.csv").read_text().splitlines()

@@ -25,7 +25,7 @@ def parse_args(argv=None):
                         "--enhanced_dir, only on the items extracted there")
     p.add_argument("--mix_dir", help="mixture folder, for SI-SDRi and accepted")
     p.add_argument("--interferer_dir", help="folder of the interfering speakers' sources (matched by name like "
-                                            "--gt_dir), for si_sdr_interferer and confusion")
+                                            "--gt_dir), for si_sdr_interferer, selected and confusion")
     p.add_argument("--enroll_dir", help="folder of enrollments matched by name, for spk_sim (folder mode)")
     p.add_argument("--enroll_map", help="Libri2Mix mode: SpeakerBeam-style map_mixture2enrollment for spk_sim "
                                         "(default: the split's own)")
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--out_dir", help="where per_utt.csv, summary.json, summary.md go (default: <enhanced_dir>_scores)")
     p.add_argument("--groups", help="file of 'utterance category' lines (e.g. FF/MM/FM) for per-group means")
     p.add_argument("--metrics", default="si_sdr,si_sdri,pesq,estoi",
-                   help="comma-separated, from: si_sdr, si_sdri, pesq, estoi, si_sdr_interferer, confusion, "
+                   help="comma-separated, from: si_sdr, si_sdri, pesq, estoi, si_sdr_interferer, selected, confusion, "
                         "accepted, dnsmos_sig, dnsmos_bak, dnsmos_ovrl, dnsmos_p808, spk_sim")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--allow_missing", action="store_true", help="exit 0 even if some estimates are missing")

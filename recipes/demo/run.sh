@@ -6,7 +6,7 @@
 #
 #   bash recipes/demo/run.sh                 # about 15 minutes on 2 CPU cores (configs: conf/demo/)
 #   bash recipes/demo/run.sh --size tiny     # a two-minute plumbing check (what the test suite runs)
-#   bash recipes/demo/run.sh --size long     # about 2 hours on 2 CPU cores (conf/demo/long/); writes
+#   bash recipes/demo/run.sh --size long     # about 100 minutes on 2 CPU cores (conf/demo/long/); writes
 #                                            # docs/results/demo_long.md and its learning-curve PNG
 #   bash recipes/demo/run.sh --size gpu      # a few minutes on one GPU (conf/demo/gpu/; benchmarks/gpu_check.sh)
 set -euo pipefail

@@ -23,7 +23,7 @@ variants="tsb tsb_asa tsb_asa_mp tsb_ipd"
 train_overrides=
 ipd_test_items=80
 seed=0
-score_metrics=si_sdr,si_sdri,pesq,estoi,si_sdr_interferer,confusion,accepted
+score_metrics=si_sdr,si_sdri,pesq,estoi,si_sdr_interferer,selected,confusion,accepted
 . tools/parse_options.sh
 
 python="$(bash tools/setup_env.sh)"

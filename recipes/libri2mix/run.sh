@@ -49,7 +49,7 @@ test_limit=
 baseline_limit=
 device=auto
 jobs=
-score_metrics=si_sdr,si_sdri,pesq,estoi,si_sdr_interferer,confusion,accepted
+score_metrics=si_sdr,si_sdri,pesq,estoi,si_sdr_interferer,selected,confusion,accepted
 plots=3
 . tools/parse_options.sh
 
