@@ -6,7 +6,6 @@ Writes benchmarks/results/bench_dataloader.{json,md}. Build the corpus first:
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -15,20 +14,27 @@ from pathlib import Path
 
 import torch
 
+from ddtse.cli import ArgumentParser
 from ddtse.data.datamodule import build_dataset, make_loader
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None):
+    parser = ArgumentParser(description=__doc__.splitlines()[0], legacy={
+        "--batch-size": "--batch_size", "--num-workers": "--num_workers", "--segment-seconds": "--segment_seconds",
+        "--enrollment-seconds": "--enrollment_seconds"})
     parser.add_argument("--root", default="data/demo_corpus/Libri2Mix")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--batches", type=int, default=100, help="timed batches (after 5 warm-up batches)")
-    parser.add_argument("--segment-seconds", type=float, default=3.0)
-    parser.add_argument("--enrollment-seconds", type=float, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--segment_seconds", type=float, default=3.0)
+    parser.add_argument("--enrollment_seconds", type=float, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     cfg = {"name": "libri2mix", "root": args.root, "split": "train-100", "mixture_type": "mix_both",
            "segment_seconds": args.segment_seconds, "enrollment_seconds": args.enrollment_seconds}

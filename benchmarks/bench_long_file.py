@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from ddtse.cli import ArgumentParser
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,8 +62,8 @@ def worker(args) -> dict:
             "growth_mib": (peak - before) / 1024, "seconds": seconds, "rtf": seconds / args.worker_seconds}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    p = ArgumentParser(description=__doc__.splitlines()[0], legacy={"--out": "--output"})
     p.add_argument("--ckpt", default=None)
     p.add_argument("--model_config", default=str(ROOT / "conf/model/dptnet_tiny.yaml"))
     p.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
@@ -69,9 +71,14 @@ def main(argv=None):
     p.add_argument("--chunk_seconds", type=float, default=4.0)
     p.add_argument("--overlap_seconds", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/long_file"))
+    p.add_argument("--output", default=str(ROOT / "benchmarks/results/long_file"),
+                   help="results file without its suffix (writes .json and .md)")
     p.add_argument("--worker_seconds", type=float, default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.worker_seconds is not None:
         print(json.dumps(worker(args)))
         return 0
@@ -93,7 +100,7 @@ def main(argv=None):
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "python": platform.python_version(),
         "runs": rows,
     }
-    out = Path(args.out)
+    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     lines = [

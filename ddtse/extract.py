@@ -6,12 +6,14 @@ a system that can refine (DDTSE: X+DDTSE).
 
 Both expose the extractor protocol (ddtse/systems/base.py, docs/design.md "Extractor
 contract"), the only thing inference, the CLI and the recipes read: ``name``, ``sample_rate``,
-``in_channels``, ``min_samples``, ``needs_enrollment``, ``can_refine``, ``can_batch``
-(``extract_batch`` exists), ``sampler_options()`` and ``validate_options(opts)``.
+``in_channels``, ``min_samples``, ``needs_enrollment``, ``can_refine``, ``sampler_options()``
+and ``validate_options(opts)``; ``extract_many`` is the one inference path (resample, batch,
+chunk, extract, resample back) and ``extract`` its one-input form.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,19 @@ def check_chunking(chunk_seconds: float | None, overlap_seconds: float, min_seco
                          f"({chunk_seconds:g})")
 
 
+@dataclass
+class ExtractionInput:
+    """One input of ``extract_many``: a mixture (T,) or (C, T) at ``sample_rate`` (None: the model's),
+    its enrollment (Te,) or None, an id (names the item for the samplers' per-item noise) and an
+    initial estimate (T,) to refine (systems that ``can_refine``)."""
+
+    mixture: np.ndarray
+    enrollment: np.ndarray | None = None
+    sample_rate: int | None = None
+    id: str | None = None
+    initial_estimate: np.ndarray | None = None
+
+
 class Extractor:
     """Any trained extractor behind one call: ``extract(mixture, enrollment=None, **opts)``.
 
@@ -66,8 +81,6 @@ class Extractor:
     every extractor, and deterministic ones (no ``seed`` option) ignore it, so that one command
     line can seed any checkpoint. Anything else unknown is refused (``validate_options``).
     """
-
-    can_batch = True
 
     def __init__(self, system, device: str | None = None):
         self.name = type(system).registry_name
@@ -130,72 +143,137 @@ class Extractor:
         estimate, info = self.system.extract_batch(batch, use_ema=True, **self._own(opts))
         return estimate.float().cpu(), dict(info)
 
+    def extract_many(self, inputs: list[ExtractionInput], *, batch_size: int = 1,
+                     chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
+                     progress: bool = False, **opts) -> list[tuple[np.ndarray, dict]]:
+        """The one inference path: [(estimate (T,) at the input's rate and length, info)] per input.
+
+        Each input is resampled to the model's rate (here, once), zero-padded to ``min_samples``
+        when shorter, collated with up to ``batch_size`` others (``collate_batch``), extracted,
+        cropped to its own length and resampled back. An input longer than ``chunk_seconds`` is
+        cut into overlapping chunks (``batch_size`` chunks per call) and overlap-added. Info per
+        item: the system's (nfe, ...), ``seconds`` (its share of the batch's time) and ``rtf``.
+        """
+        if int(batch_size) < 1:
+            raise DdtseError(f"batch_size must be >= 1, got {batch_size}")
+        check_chunking(chunk_seconds, overlap_seconds, self.min_samples / self.sample_rate)
+        if len({x.initial_estimate is None for x in inputs}) > 1:
+            raise DdtseError("either every input of one call has an initial estimate or none has")
+        prepared = [self._to_model_rate(x) for x in inputs]
+        chunk = int(chunk_seconds * self.sample_rate) if chunk_seconds else 0
+        estimates: list = [None] * len(inputs)
+        infos: list = [None] * len(inputs)
+        whole = [i for i, p in enumerate(prepared) if not (chunk and p["wav"].shape[-1] > chunk)]
+        for g0 in range(0, len(whole), int(batch_size)):
+            group = whole[g0 : g0 + int(batch_size)]
+            start = time.perf_counter()
+            outs, info = self._run([prepared[i] for i in group], [prepared[i]["id"] for i in group], opts)
+            seconds = time.perf_counter() - start
+            total = sum(prepared[i]["wav"].shape[-1] for i in group)
+            for i, est in zip(group, outs):
+                estimates[i] = est
+                infos[i] = dict(info, seconds=seconds * prepared[i]["wav"].shape[-1] / total)
+        for i, p in enumerate(prepared):
+            if estimates[i] is None:
+                start = time.perf_counter()
+                estimates[i], infos[i] = self._run_chunked(p, chunk, int(overlap_seconds * self.sample_rate),
+                                                           int(batch_size), progress, opts)
+                infos[i]["seconds"] = time.perf_counter() - start
+        return [self._from_model_rate(p, est, info) for p, est, info in zip(prepared, estimates, infos)]
+
     def extract(self, mixture, enrollment=None, sample_rate: int | None = None, *,
                 chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
                 initial_estimate=None, progress: bool = False, item_id: str | None = None,
                 **opts) -> tuple[np.ndarray, dict]:
         """Extract the target from one mixture: (T,) or (C, T) at ``sample_rate`` (default: the model's).
 
-        Resamples to the model's rate and back; with ``chunk_seconds`` long inputs are processed
-        in overlapping chunks (bounded memory). An input (or chunk) shorter than ``min_samples``
-        is zero-padded and the output cropped back: the estimate always has the input's length.
-        ``item_id`` names the item for the diffusion samplers' per-item noise (seed, id).
+        ``extract_many`` with one input: resampled to the model's rate and back, chunked with
+        ``chunk_seconds``, padded when shorter than ``min_samples`` (the estimate always has the
+        input's length). ``item_id`` names the item for the diffusion samplers' per-item noise.
         Returns (estimate (T,), info with nfe, seconds, rtf).
         """
-        sr_in = int(sample_rate or self.sample_rate)
-        check_chunking(chunk_seconds, overlap_seconds, self.min_samples / self.sample_rate)
-        mix = _as_2d(mixture, self.in_channels)
+        [result] = self.extract_many(
+            [ExtractionInput(mixture, enrollment, sample_rate, item_id, initial_estimate)],
+            chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, progress=progress, **opts)
+        return result
+
+    # -- the steps of extract_many
+    def _to_model_rate(self, x: ExtractionInput) -> dict:
+        """One input at the model's rate: ``wav`` (C[+1], T) with the initial estimate as a last row."""
+        sr_in = int(x.sample_rate or self.sample_rate)
+        mix = _as_2d(x.mixture, self.in_channels)
         length_in = mix.shape[-1]
         mix = resample(mix, sr_in, self.sample_rate)
-        if enrollment is not None and np.asarray(enrollment).size == 0:
-            raise DdtseError("the enrollment recording is empty")
-        enr = None if enrollment is None else resample(np.asarray(enrollment, np.float32).reshape(-1), sr_in, self.sample_rate)
-        init = None if initial_estimate is None else resample(np.asarray(initial_estimate, np.float32).reshape(-1), sr_in, self.sample_rate)
-        start = time.perf_counter()
+        enr = None
+        if x.enrollment is not None:
+            if np.asarray(x.enrollment).size == 0:
+                raise DdtseError("the enrollment recording is empty")
+            enr = resample(np.asarray(x.enrollment, np.float32).reshape(-1), sr_in, self.sample_rate)
+        wav = mix
+        if x.initial_estimate is not None:
+            init = resample(np.asarray(x.initial_estimate, np.float32).reshape(-1), sr_in, self.sample_rate)
+            if init.shape[-1] < mix.shape[-1]:
+                init = np.pad(init, (0, mix.shape[-1] - init.shape[-1]))
+            wav = np.concatenate([mix, init[None, : mix.shape[-1]]], axis=0)
+        return {"wav": np.ascontiguousarray(wav, dtype=np.float32), "enrollment": enr, "id": x.id,
+                "channels": mix.shape[0], "refine": x.initial_estimate is not None,
+                "sr_in": sr_in, "length_in": length_in}
+
+    def _run(self, prepared: list[dict], ids: list, opts: dict,
+             wavs: list[np.ndarray] | None = None) -> tuple[list[torch.Tensor], dict]:
+        """Collate (zero padding, each padded to ``min_samples`` at least), extract, crop per item."""
+        from ddtse.data.datamodule import collate_batch
+
+        wavs = [p["wav"] for p in prepared] if wavs is None else wavs
+        items = []
+        for k, (p, wav) in enumerate(zip(prepared, wavs)):
+            if wav.shape[-1] < self.min_samples:  # too short for the network: zero-pad, crop below
+                wav = np.pad(wav, ((0, 0), (0, self.min_samples - wav.shape[-1])))
+            item = {"id": k, "mixture": wav}
+            if p["enrollment"] is not None:
+                item["enrollment"] = p["enrollment"]
+            items.append(item)
+        batch = collate_batch(items)
+        batch.pop("ids")
+        channels = prepared[0]["channels"]
+        run_opts = dict(opts)
+        if prepared[0]["refine"]:
+            run_opts["initial_estimate"] = batch["mixture"][:, channels]
+            batch["mixture"] = batch["mixture"][:, :channels].contiguous()
+        if all(i is not None for i in ids):
+            run_opts["ids"] = list(ids)
+        estimate, info = self.extract_batch(batch, **run_opts)
+        return [estimate[k, : wav.shape[-1]] for k, wav in enumerate(wavs)], info
+
+    def _run_chunked(self, p: dict, chunk: int, overlap: int, batch_size: int, progress: bool,
+                     opts: dict) -> tuple[torch.Tensor, dict]:
+        """Overlap-add over chunks of one long input; chunk k of item X is item ``X#chunk<k>``."""
+        from ddtse.audio.chunking import overlap_add
+
         info: dict = {}
         calls = 0
-        min_len = self.min_samples
 
-        def run(chunk: torch.Tensor) -> torch.Tensor:  # chunk: (B, C[+1], L)
+        def run(chunks: torch.Tensor) -> torch.Tensor:  # (B, C[+1], L) -> (B, L)
             nonlocal info, calls
-            b, length = chunk.shape[0], chunk.shape[-1]
-            if length < min_len:  # too short for the network: zero-pad, crop the estimate below
-                chunk = torch.nn.functional.pad(chunk, (0, min_len - length))
-            padded = chunk.shape[-1]
-            batch = {"mixture": chunk[:, : mix.shape[0]], "lengths": torch.full((b,), padded, dtype=torch.long)}
-            if enr is not None:
-                e = torch.from_numpy(enr)
-                batch["enrollment"] = e.expand(b, -1).contiguous()
-                batch["enrollment_lengths"] = torch.full((b,), e.shape[-1], dtype=torch.long)
-            run_opts = dict(opts)
-            if init is not None:
-                run_opts["initial_estimate"] = chunk[:, -1]
-            if item_id is not None:  # chunks are numbered in call order (one per call by default)
-                run_opts["ids"] = [f"{item_id}#chunk{calls + k}" if chunked else item_id for k in range(b)]
-            calls += b
-            est, info = self.extract_batch(batch, **run_opts)
-            return est[..., :length]
+            n = chunks.shape[0]
+            ids = [None if p["id"] is None else f"{p['id']}#chunk{calls + k}" for k in range(n)]
+            calls += n
+            outs, info = self._run([p] * n, ids, opts, wavs=[c.numpy() for c in chunks])
+            return torch.stack(outs)
 
-        if init is not None and init.shape[-1] < mix.shape[-1]:
-            init = np.pad(init, (0, mix.shape[-1] - init.shape[-1]))
-        stacked = mix if init is None else np.concatenate([mix, init[None, : mix.shape[-1]]], axis=0)
-        wav = torch.from_numpy(np.ascontiguousarray(stacked))
-        chunk = int(chunk_seconds * self.sample_rate) if chunk_seconds else 0
-        chunked = bool(chunk and wav.shape[-1] > chunk)
-        if chunked:
-            from ddtse.audio.chunking import overlap_add
+        estimate = overlap_add(run, torch.from_numpy(p["wav"]), chunk, overlap, batch_size=batch_size,
+                               progress=progress, pad_last=False)
+        return estimate, dict(info)
 
-            estimate = overlap_add(run, wav, chunk, int(overlap_seconds * self.sample_rate), progress=progress,
-                                   pad_last=False)
-        else:
-            estimate = run(wav[None])[0]
-        seconds = time.perf_counter() - start
+    def _from_model_rate(self, p: dict, estimate: torch.Tensor, info: dict) -> tuple[np.ndarray, dict]:
+        """The estimate at the input's rate and exact length; ``rtf`` of the item."""
         out = np.zeros(0, np.float32)
         if estimate.shape[-1]:
-            out = resample(estimate.numpy(), self.sample_rate, sr_in)[:length_in]
-        if out.shape[-1] < length_in:
-            out = np.pad(out, (0, length_in - out.shape[-1]))
-        info.update(seconds=seconds, rtf=seconds / (length_in / sr_in))
+            out = resample(estimate.numpy(), self.sample_rate, p["sr_in"])[: p["length_in"]]
+        if out.shape[-1] < p["length_in"]:
+            out = np.pad(out, (0, p["length_in"] - out.shape[-1]))
+        info = dict(info)
+        info["rtf"] = info["seconds"] / (p["length_in"] / p["sr_in"])
         return out.astype(np.float32), info
 
 
@@ -203,10 +281,11 @@ class ChainExtractor:
     """X+DDTSE: a front-end's estimate refined by a model that ``can_refine`` (DDTSE) from ``t_start``.
 
     The sampler options are the refiner's (the front-end runs with its own defaults); unknown
-    ones are refused. ``t_start`` is the default of the refiner's ``t_start`` option."""
+    ones are refused. ``t_start`` is the default of the refiner's ``t_start`` option. It runs the
+    same path as ``Extractor``: the front-end over the inputs, then the refiner over its estimates
+    (both batched and chunked alike)."""
 
     can_refine = False
-    can_batch = False
 
     def __init__(self, front: Extractor, refiner: Extractor, t_start: float = 1.0):
         if not refiner.can_refine:
@@ -241,18 +320,33 @@ class ChainExtractor:
     def validate_options(self, opts: dict) -> dict:
         return self.refiner.validate_options(opts)
 
-    def extract(self, mixture, enrollment=None, sample_rate: int | None = None, **opts):
-        sr = int(sample_rate or self.sample_rate)
-        front_opts = {k: v for k, v in opts.items() if k in ("chunk_seconds", "overlap_seconds", "progress", "item_id")}
-        first, info_front = self.front.extract(mixture, enrollment, sr, **front_opts)
-        mono = _as_2d(mixture, 1)[:1]
-        refined, info = self.refiner.extract(mono, enrollment, sr, initial_estimate=first,
-                                             **{"t_start": self.t_start, **opts})
-        info = dict(info)
-        info["nfe"] = info_front.get("nfe", 1) + info.get("nfe", 0)
-        info["seconds"] += info_front["seconds"]
-        info["rtf"] += info_front["rtf"]
-        return refined, info
+    def extract_many(self, inputs: list[ExtractionInput], *, batch_size: int = 1,
+                     chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
+                     progress: bool = False, **opts) -> list[tuple[np.ndarray, dict]]:
+        """``Extractor.extract_many`` of the chain: NFE, seconds and RTF are the two stages' sums."""
+        common = dict(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
+                      progress=progress)
+        firsts = self.front.extract_many(inputs, **common)
+        second = [ExtractionInput(_as_2d(x.mixture, 1)[:1], x.enrollment, x.sample_rate or self.sample_rate, x.id,
+                                  first) for x, (first, _) in zip(inputs, firsts)]
+        refined = self.refiner.extract_many(second, **common, **{"t_start": self.t_start, **opts})
+        out = []
+        for (_, info_front), (estimate, info) in zip(firsts, refined):
+            info = dict(info)
+            info["nfe"] = info_front.get("nfe", 1) + info.get("nfe", 0)
+            info["seconds"] += info_front["seconds"]
+            info["rtf"] += info_front["rtf"]
+            out.append((estimate, info))
+        return out
+
+    def extract(self, mixture, enrollment=None, sample_rate: int | None = None, *,
+                chunk_seconds: float | None = None, overlap_seconds: float = 1.0, progress: bool = False,
+                item_id: str | None = None, **opts) -> tuple[np.ndarray, dict]:
+        """One mixture through the chain (see ``Extractor.extract``)."""
+        [result] = self.extract_many([ExtractionInput(mixture, enrollment, sample_rate, item_id)],
+                                     chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
+                                     progress=progress, **opts)
+        return result
 
 
 def _as_2d(wav, channels: int) -> np.ndarray:

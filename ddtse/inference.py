@@ -1,4 +1,5 @@
-"""Run any extractor over a Libri2Mix split, a list, a folder or one file; write audio, NFE and RTF.
+"""Run any extractor over items (``ddtse.data.items``: a Libri2Mix split, a list, a folder or one
+file); write audio, NFE and RTF.
 
 Batches survive bad items: an item whose id, files or audio are unusable is reported (one line,
 ``failed.txt`` and ``inference.json`` in the output folder) and the others are still written;
@@ -6,7 +7,6 @@ Batches survive bad items: an item whose id, files or audio are unusable is repo
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -17,24 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ddtse.audio.io import audio_info, find_audio_files, load_audio, save_audio, write_text_atomic
+from ddtse.audio.io import audio_info, load_audio, save_audio, write_text_atomic
+from ddtse.data.items import Item
 from ddtse.errors import DdtseError
 
 # an enrollment whose RMS is below this (-100 dBFS; less than one 16-bit step) counts as silent
 SILENT_RMS = 1e-5
-
-
-@dataclass
-class InferenceItem:
-    """One extraction job: output id (relative path, no extension), mixture and enrollment files.
-
-    ``problem`` marks an item that is bad before it is read (e.g. a list row without a mixture).
-    """
-
-    id: str
-    mixture: Path | None
-    enrollment: Path | None = None
-    problem: str | None = None
 
 
 def id_problem(item_id) -> str | None:
@@ -62,73 +50,6 @@ def output_path(out_dir: Path, item_id: str) -> Path:
     return Path(out_dir) / f"{item_id}.wav"
 
 
-def items_from_list(path: str | Path) -> list[InferenceItem]:
-    """A CSV/TSV list with a header holding ``id``, ``mixture`` and optionally ``enrollment`` columns.
-
-    A UTF-8 byte-order mark is ignored, fields and column names are stripped of surrounding
-    whitespace, blank (or whitespace-only) lines are skipped. A row without a mixture comes back
-    as an item with a ``problem`` (reported, not fatal); relative paths are relative to the list.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DdtseError(f"list file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DdtseError(f"list file is not UTF-8 text: {path} (byte {exc.start})") from exc
-    except OSError as exc:
-        raise DdtseError(f"cannot read list file {path}: {exc.strerror or exc}") from exc
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines:
-        raise DdtseError(f"list file is empty: {path}")
-    dialect = "excel-tab" if "\t" in lines[0][1] else "excel"
-    try:
-        parsed = [(n, [f.strip() for f in next(csv.reader([line], dialect=dialect), [])]) for n, line in lines]
-    except csv.Error as exc:
-        raise DdtseError(f"cannot parse list file {path}: {exc}") from exc
-    header, rows = parsed[0][1], parsed[1:]
-    missing = [c for c in ("id", "mixture") if c not in header]
-    if missing:
-        raise DdtseError(f"{path} lacks column(s) {', '.join(missing)} (needs id, mixture[, enrollment])")
-    rows = [(n, r) for n, r in rows if any(r)]
-    if not rows:
-        raise DdtseError(f"list file is empty: {path}")
-    base = path.parent
-    resolve = lambda p: Path(p) if Path(p).is_absolute() else base / p  # noqa: E731
-    col = {name: header.index(name) for name in ("id", "mixture", "enrollment") if name in header}
-    items = []
-    for n, row in rows:  # n: the line number in the file
-        get = lambda name: row[col[name]] if name in col and col[name] < len(row) else ""  # noqa: E731
-        item_id, mixture, enrollment = get("id"), get("mixture"), get("enrollment")
-        problem = None if mixture else f"list line {n} has no mixture"
-        if not item_id:
-            problem = f"list line {n} has an empty id"
-        items.append(InferenceItem(item_id, resolve(mixture) if mixture else None,
-                                   resolve(enrollment) if enrollment else None, problem))
-    return items
-
-
-def items_from_folder(input_dir: str | Path, enrollment: str | Path | None = None) -> list[InferenceItem]:
-    """Every audio file below ``input_dir``; outputs mirror the tree. One enrollment for all, or none."""
-    input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise DdtseError(f"input folder not found: {input_dir}")
-    files = find_audio_files(input_dir)
-    if not files:
-        raise DdtseError(f"no audio files (.wav/.flac/.ogg) under {input_dir}")
-    enr = Path(enrollment) if enrollment else None
-    return [InferenceItem(p.relative_to(input_dir).with_suffix("").as_posix(), p, enr) for p in files]
-
-
-def items_from_librimix(split_dir: str | Path, mixture_type: str = "mix_both",
-                        enroll_map: str | Path | None = None) -> list[InferenceItem]:
-    """One item per (mixture, target) of a Libri2Mix split, enrollments from a SpeakerBeam-style map."""
-    from ddtse.data.librimix import librimix_inference_items
-
-    return [InferenceItem(i["id"], Path(i["mixture"]), Path(i["enrollment"]))
-            for i in librimix_inference_items(split_dir, mixture_type, enroll_map)]
-
-
 @dataclass
 class Failure:
     """A bad item: its id, its mixture file and why it was not extracted."""
@@ -153,7 +74,7 @@ def _report_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *, overwrite: bool = False,
+def run_inference(extractor, items: list[Item], out_dir: str | Path, *, overwrite: bool = False,
                   resume: bool = False, subtype: str = "FLOAT", chunk_seconds: float | None = None,
                   overlap_seconds: float = 1.0, progress: bool = True, channel: int | None = None,
                   batch_size: int = 1, min_enrollment_seconds: float = 1.0, strict: bool = False,
@@ -185,7 +106,7 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
         raise DdtseError(f"the '{extractor.name}' model needs an enrollment for every input (--enrollment)")
     failures: list[Failure] = []
 
-    def fail(item: InferenceItem, reason: str) -> None:
+    def fail(item: Item, reason: str) -> None:
         failure = Failure(item.id, "" if item.mixture is None else str(item.mixture), reason)
         if strict:
             raise DdtseError(reason)
@@ -196,6 +117,8 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
     todo, seen = [], set()
     for item in items:
         problem = item.problem or id_problem(item.id)
+        if problem is None and item.mixture is None:
+            problem = "the item has no mixture file"
         if problem is None and item.id in seen:
             problem = f"duplicate id {item.id!r} (an earlier item writes the same output)"
         if problem is not None:
@@ -231,8 +154,7 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
     # 3. extraction, a group at a time
     nfe, seconds, audio_seconds, written = [], 0.0, 0.0, 0
     start = time.perf_counter()
-    batched = batch_size > 1 and not chunk_seconds and extractor.can_batch
-    step = batch_size if batched else 1
+    step = int(batch_size)
     bar = tqdm(total=len(ready), desc="extracting", unit="utt", disable=not progress)
     if progress:
         report = _via_bar(bar, report)
@@ -244,7 +166,7 @@ def run_inference(extractor, items: list[InferenceItem], out_dir: str | Path, *,
                     group.append((item, _load_item(item, channels, channel, min_enrollment_seconds)))
                 except DdtseError as exc:
                     fail(item, str(exc))
-            results = _run_group(extractor, group, batched, chunk_seconds, overlap_seconds, opts, fail)
+            results = _run_group(extractor, group, step, chunk_seconds, overlap_seconds, opts, fail)
             for (item, (mixture, _, sr)), (estimate, run_info) in results:
                 if estimate.shape[-1] != mixture.shape[-1]:  # a bug, not a user mistake
                     raise RuntimeError(f"{item.id}: estimate has {estimate.shape[-1]} samples, "
@@ -286,7 +208,7 @@ def _via_bar(bar, report):
     return lambda line: bar.write(line, file=sys.stderr)
 
 
-def _check_headers(item: InferenceItem, extractor, channels: int, channel: int | None) -> None:
+def _check_headers(item: Item, extractor, channels: int, channel: int | None) -> None:
     """Refuse (DdtseError) an item whose files are missing, unreadable, empty or of the wrong channel count."""
     if extractor.needs_enrollment and item.enrollment is None:
         raise DdtseError(f"the '{extractor.name}' model needs an enrollment for every input")
@@ -304,7 +226,7 @@ def _check_headers(item: InferenceItem, extractor, channels: int, channel: int |
         raise DdtseError(f"enrollment file is empty: {item.enrollment}")
 
 
-def _load_item(item: InferenceItem, channels: int, channel: int | None, min_enrollment_seconds: float = 0.0):
+def _load_item(item: Item, channels: int, channel: int | None, min_enrollment_seconds: float = 0.0):
     """(mixture (C, T), enrollment (Te,) | None, sample rate) of one item, at the file's rate.
 
     The enrollment must last at least ``min_enrollment_seconds`` and not be silent."""
@@ -324,60 +246,31 @@ def _load_item(item: InferenceItem, channels: int, channel: int | None, min_enro
     return mixture, enrollment, sr
 
 
-def _run_group(extractor, group, batched: bool, chunk_seconds, overlap_seconds, opts, fail):
+def _run_group(extractor, group, batch_size: int, chunk_seconds, overlap_seconds, opts, fail):
     """[(item, loaded), (estimate, info)] for the items of a group that extract; the others go to ``fail``.
 
-    A batch that fails as a whole is retried item by item, so that one bad item costs only itself."""
+    The group goes through ``extractor.extract_many`` (the one inference path) as batches of
+    ``batch_size``; a call that fails as a whole is retried item by item, so that one bad item
+    costs only itself."""
+    from ddtse.extract import ExtractionInput
+
+    def inputs(members):
+        return [ExtractionInput(mixture, enrollment, sr, item.id) for item, (mixture, enrollment, sr) in members]
+
+    common = dict(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
     if not group:
         return []
-    if batched and len(group) > 1:
+    if len(group) > 1:
         try:
-            estimates, info = _extract_group(extractor, [loaded for _, loaded in group],
-                                             [item.id for item, _ in group], **opts)
-            return [(g, (est, info)) for g, est in zip(group, estimates)]
+            return list(zip(group, extractor.extract_many(inputs(group), **common, **opts)))
         except DdtseError:
             pass  # find the culprit below
     results = []
-    for item, loaded in group:
-        mixture, enrollment, sr = loaded
+    for member in group:
         try:
-            estimate, info = extractor.extract(mixture, enrollment, sr, chunk_seconds=chunk_seconds,
-                                               overlap_seconds=overlap_seconds, item_id=item.id, **opts)
+            [result] = extractor.extract_many(inputs([member]), **common, **opts)
         except DdtseError as exc:
-            fail(item, str(exc))
+            fail(member[0], str(exc))
             continue
-        results.append(((item, loaded), (estimate, info)))
+        results.append((member, result))
     return results
-
-
-def _extract_group(extractor, loaded, ids=None, **opts) -> tuple[list[np.ndarray], dict]:
-    """Extract several items in one padded batch at the model's rate; each output back at its own rate
-    and length. Inputs shorter than the model's minimum are zero-padded (outputs cropped back);
-    ``ids`` name the items for the samplers' per-item noise."""
-    from ddtse.audio.io import resample
-    from ddtse.data.datamodule import collate_batch
-
-    sr_model = extractor.sample_rate
-    min_len = int(extractor.min_samples)
-    ids = [str(i) for i in range(len(loaded))] if ids is None else list(ids)
-    items = []
-    for item_id, (mixture, enrollment, sr) in zip(ids, loaded):
-        mix = resample(mixture, sr, sr_model)
-        if mix.shape[-1] < min_len:
-            mix = np.pad(mix, [(0, 0)] * (mix.ndim - 1) + [(0, min_len - mix.shape[-1])])
-        item = {"id": item_id, "mixture": mix}
-        if enrollment is not None:
-            item["enrollment"] = resample(enrollment, sr, sr_model)
-        items.append(item)
-    batch = collate_batch(items)
-    batch_ids = batch.pop("ids")
-    start = time.perf_counter()
-    estimate, info = extractor.extract_batch(batch, ids=batch_ids, **opts)
-    info["seconds"] = time.perf_counter() - start
-    outs = []
-    for b, (mixture, _, sr) in enumerate(loaded):
-        est = resample(estimate[b, : int(batch["lengths"][b])].numpy(), sr_model, sr)[: mixture.shape[-1]]
-        if est.shape[-1] < mixture.shape[-1]:
-            est = np.pad(est, (0, mixture.shape[-1] - est.shape[-1]))
-        outs.append(est.astype(np.float32))
-    return outs, info

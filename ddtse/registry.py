@@ -1,6 +1,7 @@
 """Small name registries: ``@MODELS.register("ncsnpp")`` on a class, ``MODELS.build(cfg)`` from YAML."""
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from ddtse.errors import DdtseError
@@ -39,9 +40,15 @@ class Registry:
         cls = self.get(cfg["name"])
         try:
             return cls(**kwargs)
-        except (TypeError, ValueError) as exc:  # wrong/missing keyword, or a value the constructor refuses
+        except DdtseError:
+            raise  # the constructor's own message names the option
+        except Exception as exc:  # a value the constructor (or torch, deeper down) refuses
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DdtseError(f"bad options for {self.kind} '{cfg['name']}': {message}") from exc
+            named = any(re.search(rf"(?<![\w.]){re.escape(k)}(?![\w(])", message) for k in kwargs)
+            culprits = [] if named else _culprits(cls, {k: v for k, v in cfg.items() if k != "name"}, extra)
+            named = ", ".join(f"{k}={cfg[k]!r}" for k in culprits)
+            where = f"option {named} is refused ({type(exc).__name__}: {message})" if culprits else message
+            raise DdtseError(f"bad options for {self.kind} '{cfg['name']}': {where}") from exc
 
     def names(self) -> list[str]:
         _import_builtin_modules()
@@ -50,6 +57,25 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         _import_builtin_modules()
         return name in self._entries
+
+
+def _culprits(cls, options: dict, extra: dict, limit: int = 16) -> list[str]:
+    """The options whose removal (back to the constructor's default) lets ``cls`` build: which of a
+    config's values an error without a name was about. Only on the error path; at most ``limit`` tries."""
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return []
+    found = []
+    for key in [k for k in options if k in params and params[k].default is not inspect.Parameter.empty][:limit]:
+        try:
+            cls(**{k: v for k, v in options.items() if k != key}, **extra)
+        except Exception:
+            continue
+        found.append(key)
+    return found
 
 
 MODELS = Registry("model")

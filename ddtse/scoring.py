@@ -19,28 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ddtse.audio.io import audio_info, find_audio_files, load_audio, resample
+from ddtse.data.items import Item
 from ddtse.errors import DdtseError
 from ddtse.metrics import (DEFAULT_METRICS, DNSMOS_METRICS, NEEDS_INTERFERER, NON_INTRUSIVE,
                            compute_metrics, cosine_similarity, pesq_mode)
 
 LENGTH_TOLERANCE_MS = 10.0  # an estimate this much longer/shorter than its reference is trimmed
 SILENCE_PEAK = 1e-6  # an estimate whose peak is below this (-120 dBFS) is refused as silent
-
-
-@dataclass
-class ScoreItem:
-    """One utterance to score: id (relative path without extension) and its files.
-
-    ``reference`` is None for non-intrusive scoring (DNSMOS only); ``interferer`` is the other
-    speaker's source; ``enrollment`` the target speaker's enrollment (speaker similarity)."""
-
-    id: str
-    reference: Path | None
-    estimate: Path
-    mixture: Path | None = None
-    group: str | None = None
-    interferer: Path | None = None
-    enrollment: Path | None = None
 
 
 @dataclass
@@ -80,7 +65,7 @@ class _Matcher:
 
 
 def pair_folders(gt_dir, enhanced_dir, mix_dir=None, interferer_dir=None,
-                 enroll_dir=None) -> tuple[list[ScoreItem], list[str]]:
+                 enroll_dir=None) -> tuple[list[Item], list[str]]:
     """Match files by relative path (then by unique file name) under the folders.
 
     Returns (items, missing ids): a reference with no estimate is missing. Without ``gt_dir``
@@ -108,7 +93,7 @@ def pair_folders(gt_dir, enhanced_dir, mix_dir=None, interferer_dir=None,
         if est is None:
             missing.append(key)
             continue
-        items.append(ScoreItem(key, ref, est, **{name: m.find(key) for name, m in side.items()}))
+        items.append(Item(key, reference=ref, estimate=est, **{name: m.find(key) for name, m in side.items()}))
     if not items:
         raise DdtseError(f"no file under {enhanced_dir} matches a reference under {gt_dir} by name")
     return items, missing
@@ -121,69 +106,43 @@ def _unique_by_name(index: dict[str, Path]) -> dict[str, Path]:
     return {Path(k).name: p for k, p in index.items() if counts[Path(k).name] == 1}
 
 
-def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both",
-                  score_mixture: bool = False) -> tuple[list[ScoreItem], list[str]]:
-    """Items of a Libri2Mix split: estimates at ``<enhanced>/s<k>/<mixture_ID>.wav``, references at
-    ``<split>/s<k>/``, mixtures at ``<split>/<mixture_type>/``; the groups (FF/MM/FM) come from the
-    tree's speaker-sex info CSV when there is one. ``score_mixture`` scores the mixture itself as the
-    estimate (the baseline row), on the items present in ``enhanced_dir`` when one is given."""
+def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both", score_mixture: bool = False,
+                  enrollments: bool = False, enroll_map=None) -> tuple[list[Item], list[str]]:
+    """The items of a Libri2Mix split (``ddtse.data.items.items_from_librimix``: reference, interferer,
+    mixture, FF/MM/FM group, and with ``enrollments`` the enrollment from the split's or the given
+    map) paired with their estimates ``<enhanced>/s<k>/<mixture_ID>.wav``, in id order.
+    ``score_mixture`` scores the mixture itself as the estimate (the baseline row), on the items
+    present in ``enhanced_dir`` when one is given."""
+    from ddtse.data.items import items_from_librimix
+
     split_dir = _require_dir(split_dir, "Libri2Mix split")
     enhanced_dir = _require_dir(enhanced_dir, "enhanced") if enhanced_dir is not None else None
-    mix_root = split_dir / mixture_type
-    if not mix_root.is_dir():
+    if not (split_dir / mixture_type).is_dir():
         raise DdtseError(f"{split_dir} has no '{mixture_type}' folder; is it a Libri2Mix split (e.g. wav16k/min/test)?")
-    groups = librimix_groups(split_dir)
-    ests = _index(enhanced_dir) if enhanced_dir is not None else {}
     if enhanced_dir is None and not score_mixture:
         raise DdtseError("give the folder of extracted audio")
-    items, missing = [], []
     for k in (1, 2):
-        src = split_dir / f"s{k}"
-        if not src.is_dir():
+        if not (split_dir / f"s{k}").is_dir():
             raise DdtseError(f"{split_dir} has no s{k} folder")
-        for ref in sorted(src.glob("*.wav")):
-            key = f"s{k}/{ref.stem}"
-            if score_mixture and (enhanced_dir is None or key in ests):
-                est = mix_root / ref.name
-            elif score_mixture:
-                continue  # not in the subset being compared
-            else:
-                est = ests.get(key)
-            if est is None:
-                missing.append(key)
-                continue
-            interferer = split_dir / f"s{3 - k}" / ref.name
-            items.append(ScoreItem(key, ref, est, mix_root / ref.name, groups.get(ref.stem),
-                                   interferer=interferer if interferer.is_file() else None))
+    ests = _index(enhanced_dir) if enhanced_dir is not None else {}
+    items, missing = [], []
+    for item in sorted(items_from_librimix(split_dir, mixture_type, enroll_map, enrollments=enrollments),
+                       key=lambda i: i.id):
+        if score_mixture and (enhanced_dir is None or item.id in ests):
+            item.estimate = item.mixture
+        elif score_mixture:
+            continue  # not in the subset being compared
+        else:
+            item.estimate = ests.get(item.id)
+        if item.estimate is None:
+            missing.append(item.id)
+            continue
+        if item.interferer is not None and not item.interferer.is_file():
+            item.interferer = None
+        items.append(item)
     if not items:
         raise DdtseError(f"no file under {enhanced_dir} is named like s1/<mixture_ID>.wav for {split_dir}")
     return items, missing
-
-
-def attach_librimix_enrollments(items: list[ScoreItem], split_dir, enroll_map=None) -> None:
-    """Set each Libri2Mix item's enrollment from a SpeakerBeam-style map (default: the split's own
-    ``map_mixture2enrollment``), as infer.py picks them: ``s<j>/<other_mixture_ID>.wav``."""
-    from ddtse.data.librimix import MAP_NAME, read_enrollment_map
-
-    split_dir = Path(split_dir)
-    source = enroll_map or split_dir / MAP_NAME
-    if enroll_map is None and not Path(source).exists():
-        raise DdtseError(f"spk_sim needs enrollments: no {MAP_NAME} in {split_dir}; pass --enroll_map")
-    entries = read_enrollment_map(source)
-    for item in items:
-        k, mixture_id = item.id.split("/", 1)
-        entry = entries.get((mixture_id, int(k[1:])))
-        if entry is None:
-            raise DdtseError(f"enrollment map {source} has no entry for {item.id}")
-        item.enrollment = split_dir / f"s{entry[0]}" / f"{entry[1]}.wav"
-
-
-def librimix_groups(split_dir: Path) -> dict[str, str]:
-    """mixture_ID -> FF / FM / MM from the tree's speaker-sex info CSV; empty when there is none."""
-    from ddtse.data.librimix import find_info_csv, read_groups as read_info_groups
-
-    info = find_info_csv(split_dir)
-    return read_info_groups(info) if info else {}
 
 
 def read_groups(path: str | Path) -> dict[str, str]:
@@ -203,7 +162,7 @@ def read_groups(path: str | Path) -> dict[str, str]:
     return out
 
 
-def apply_groups(items: list[ScoreItem], groups: dict[str, str]) -> None:
+def apply_groups(items: list[Item], groups: dict[str, str]) -> None:
     """Set each item's group by its id, its file name, or (Libri2Mix) its mixture ID."""
     for item in items:
         for key in (item.id, Path(item.id).name, item.id.split("/")[-1]):
@@ -289,11 +248,11 @@ def _one_blas_thread():
     return threadpool_limits(1)
 
 
-def _score_chunk(items: list[ScoreItem]) -> list[dict]:
+def _score_chunk(items: list[Item]) -> list[dict]:
     return [_score_item(item) for item in items]
 
 
-def _score_item(item: ScoreItem) -> dict:
+def _score_item(item: Item) -> dict:
     """One row of metrics; a bad item gives a row with ``_error`` (why) instead of stopping the run."""
     row = {"id": item.id}
     if item.group is not None:
@@ -307,7 +266,7 @@ def _score_item(item: ScoreItem) -> dict:
     return row
 
 
-def _measure(item: ScoreItem) -> dict:
+def _measure(item: Item) -> dict:
     metrics = _WORKER["metrics"]
     ref = None
     if item.reference is not None:
@@ -350,7 +309,7 @@ def _speaker_similarity(estimate: np.ndarray, sample_rate: int, enrollment: Path
     return cosine_similarity(speaker.embed(estimate, sample_rate), cache[enrollment])
 
 
-def check_request(items: list[ScoreItem], metrics, speaker_ckpt=None) -> None:
+def check_request(items: list[Item], metrics, speaker_ckpt=None) -> None:
     """Refuse, in one line, metrics the items cannot give (no reference, interferer, mixture,
     enrollment or speaker checkpoint)."""
     def lacking(attr):
@@ -442,7 +401,7 @@ METRIC_LABELS = {
 }
 
 
-def score_items(items: list[ScoreItem], out_dir: str | Path | None = None, *, jobs: int | None = None,
+def score_items(items: list[Item], out_dir: str | Path | None = None, *, jobs: int | None = None,
                 metrics=DEFAULT_METRICS, missing: list[str] = (), overwrite: bool = True,
                 progress: bool = True, title: str | None = None, speaker_ckpt: str | Path | None = None,
                 length_tolerance_ms: float = LENGTH_TOLERANCE_MS) -> ScoreReport:

@@ -109,7 +109,7 @@ def _check_resumable(config: dict, exp_dir: Path) -> None:
         if saved.get(section) != config.get(section):
             raise DdtseError(
                 f"{exp_dir} holds a run with a different '{section}' config; "
-                "use another --base_dir, or delete the old run to start over"
+                "use another --out_dir, or delete the old run to start over"
             )
 
 
@@ -121,7 +121,7 @@ def _prepare_exp_dir(exp_dir: Path) -> None:
             pass
     except OSError as exc:
         raise DdtseError(f"cannot write to the experiment folder {exp_dir} ({exc.strerror or exc}); "
-                         "choose another --base_dir") from exc
+                         "choose another --out_dir") from exc
 
 
 def _resume_point(last: Path) -> tuple[int, int]:

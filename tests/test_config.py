@@ -224,3 +224,18 @@ def test_data_schema_matches_the_datamodule():
     from ddtse.schema import DATA_KEYS, DATASET_PARTS
 
     assert set(DATA_KEYS) | set(DATASET_PARTS) == set(SHARED_KEYS)
+
+
+@pytest.mark.parametrize("cfg, option", [
+    ({"name": "td_speakerbeam", "N": 16, "B": 16, "H": -3, "X": 2, "R": 1}, "H=-3"),  # torch's RuntimeError
+    ({"name": "td_speakerbeam", "N": 16, "B": 16, "H": 16, "X": "a", "R": 1}, "X='a'"),  # a TypeError naming nothing
+    ({"name": "dptnet", "n": 0}, "n=0"),  # torch's ValueError about embed_dim
+])
+def test_registry_names_the_option_a_model_refuses(cfg, option):
+    """Any error a model's constructor raises on a bad value is one line naming the option."""
+    from ddtse.registry import MODELS
+
+    with pytest.raises(DdtseError) as info:
+        MODELS.build(cfg)
+    line = str(info.value)
+    assert "\n" not in line and f"bad options for model '{cfg['name']}': option {option} is refused" in line

@@ -19,7 +19,8 @@ from tiny_ckpt import make_checkpoint  # noqa: E402
 from ddtse.cli import run_cli  # noqa: E402
 from ddtse.cli.infer import main as infer_main  # noqa: E402
 from ddtse.diffusion.samplers import ItemNoise, item_seed  # noqa: E402
-from ddtse.inference import id_problem, items_from_list  # noqa: E402
+from ddtse.data.items import items_from_list  # noqa: E402
+from ddtse.inference import id_problem  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -248,7 +249,7 @@ def test_slicer_survives_bad_files(files, tmp_path, capsys):
     sf.write(d / "long.wav", speech, 8000)
     for name in ("nan.wav", "empty.wav"):
         (d / name).write_bytes((files / name).read_bytes())
-    code = run_cli(slicer_main, [str(d), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "clips")])
+    code = run_cli(slicer_main, [str(d), str(tmp_path / "missing.wav"), "--out_dir", str(tmp_path / "clips")])
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err and "3 input(s) failed" in err
     assert list((tmp_path / "clips").glob("long_*.wav"))
@@ -291,3 +292,34 @@ def test_seeded_outputs_do_not_depend_on_batch_size_or_order(ckpts, tmp_path, ca
     out = tmp_path / "seed7"  # and the seed still matters
     assert _infer(["--ckpt", ckpts[kind], "--list", str(forward), "--out_dir", str(out), "--seed", "7"], capsys)[0] == 0
     assert not np.allclose(sf.read(out / "u0.wav", dtype="float32")[0], runs["b1"][0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("chain", [False, True])
+def test_chains_and_chunks_batch_through_the_one_path(ckpts, chain, monkeypatch):
+    """extract_many batches every kind of extractor: a chain and chunked inputs reach the network as
+    batches of ``batch_size`` (counted), and the estimates equal those of one input at a time."""
+    from ddtse.extract import ChainExtractor, ExtractionInput, Extractor
+
+    tsb, ddtse = Extractor.load(ckpts["tsb"], "cpu"), Extractor.load(ckpts["ddtse"], "cpu")
+    extractor = ChainExtractor(tsb, ddtse, t_start=0.5) if chain else tsb
+    sizes = []
+    for ex in {id(tsb): tsb, id(ddtse): ddtse}.values():
+        real = ex.extract_batch
+        monkeypatch.setattr(ex, "extract_batch",
+                            lambda batch, _real=real, **o: (sizes.append(batch["mixture"].shape[0]), _real(batch, **o))[1])
+    rng = np.random.default_rng(0)
+    enrollment = 0.1 * rng.standard_normal(8000).astype(np.float32)
+    lengths = (4000, 4000, 5000, 25000)  # three whole inputs and one of 5 chunks (0.8 s, 0.2 s overlap)
+    inputs = [ExtractionInput(0.1 * rng.standard_normal(n).astype(np.float32), enrollment, 8000, f"item{k}")
+              for k, n in enumerate(lengths)]
+    opts = dict(chunk_seconds=0.8, overlap_seconds=0.2, K=1) if chain else dict(chunk_seconds=0.8, overlap_seconds=0.2)
+    together = extractor.extract_many(inputs, batch_size=2, **opts)
+    batched_sizes, sizes[:] = list(sizes), []
+    alone = [extractor.extract_many([x], batch_size=1, **opts)[0] for x in inputs]
+    per_stage = [2, 1, 2, 2, 1]  # whole: (item0, item1), (item2); chunks of item3: 2, 2, then the last alone
+    assert batched_sizes == (per_stage * 2 if chain else per_stage)
+    assert set(sizes) == {1}
+    for (a, info_a), (b, info_b), n in zip(together, alone, lengths):
+        assert a.shape == b.shape == (n,)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert info_a["nfe"] == info_b["nfe"] >= (2 if chain else 1) and info_a["seconds"] > 0

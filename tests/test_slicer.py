@@ -96,7 +96,7 @@ def test_slice_files_numbering_overwrite_and_drops(tmp_path, capsys):
     src.parent.mkdir()
     sf.write(str(src), wav, SR, subtype="PCM_16")
     out = tmp_path / "clips"
-    assert slicer_main([str(src), "--out", str(out), "--min_keep", "1.0"]) in (0, None)
+    assert slicer_main([str(src), "--out_dir", str(out), "--min_keep", "1.0"]) in (0, None)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["talk_0001.wav", "talk_0002.wav", "talk_0003.wav"]
     assert sf.info(str(out / "talk_0001.wav")).samplerate == SR

@@ -182,7 +182,7 @@ def test_resume_refuses_planted_pickle_and_truncated_checkpoint(trained, corpus,
     data = (exp / "checkpoints" / "last.ckpt").read_bytes()
     last.write_bytes(data[: len(data) // 3])
     assert run_cli(train_main, ["--config", str(_write_config(tiny_config(corpus), tmp_path)),
-                                "--base_dir", str(copy)]) == 2
+                                "--out_dir", str(copy)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "truncated or corrupt" in err[0] and str(last) in err[0] and "--no_resume" in err[0]
 
@@ -223,11 +223,11 @@ def test_kill_mid_epoch_keeps_step_checkpoint_and_resume_says_so(corpus, tmp_pat
     assert [e for e, _ in curves["val/si_sdr"]] == [0, 1]
 
 
-def test_unwritable_base_dir_is_one_line(corpus, tmp_path, capsys):
+def test_unwritable_out_dir_is_one_line(corpus, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     config = _write_config(tiny_config(corpus), tmp_path)
-    assert run_cli(train_main, ["--config", str(config), "--base_dir", str(blocker / "exp")]) == 2
+    assert run_cli(train_main, ["--config", str(config), "--out_dir", str(blocker / "exp")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write to the experiment folder" in err[0]
     assert not list(tmp_path.glob("file*/**/config.yaml"))
@@ -245,7 +245,7 @@ def test_train_cli_refuses_config_typos_and_wrong_types(corpus, tmp_path, capsys
         "model.HH=3": "did you mean model.H?",
     }
     for override, message in cases.items():
-        assert run_cli(train_main, ["--config", str(config), "--base_dir", str(tmp_path / "exp"), override]) == 2
+        assert run_cli(train_main, ["--config", str(config), "--out_dir", str(tmp_path / "exp"), override]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (override, err)
     assert not (tmp_path / "exp").exists()
@@ -333,7 +333,7 @@ def test_two_process_ddp_on_cpu(corpus, tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517", str(REPO / "train.py"),
-                           "--config", str(tmp_path / "ddp.yaml"), "--base_dir", str(tmp_path / "exp")],
+                           "--config", str(tmp_path / "ddp.yaml"), "--out_dir", str(tmp_path / "exp")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.ckpt")

@@ -7,5 +7,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ $# -ge 2 ] || { echo "usage: $0 LIBRIMIX_ROOT EXP_DIR [key=value ...]" >&2; exit 2; }
 root=$1 exp=$2; shift 2
 python="$(bash tools/setup_env.sh)"
-exec "$python" train.py --config conf/ddtse_stage1.yaml --base_dir "$exp/stage1" \
+exec "$python" train.py --config conf/ddtse_stage1.yaml --out_dir "$exp/stage1" \
     data.train.root="$root" data.valid.root="$root" data.test.root="$root" "$@"

@@ -9,5 +9,5 @@ root=$1 exp=$2; shift 2
 stage1="$exp/stage1/checkpoints/last.ckpt"
 [ -f "$stage1" ] || { echo "error: no stage-1 checkpoint at $stage1; run training_command/stage1.sh first" >&2; exit 2; }
 python="$(bash tools/setup_env.sh)"
-exec "$python" train.py --config conf/ddtse_stage2.yaml --base_dir "$exp/stage2" system.init_from="$stage1" \
+exec "$python" train.py --config conf/ddtse_stage2.yaml --out_dir "$exp/stage2" system.init_from="$stage1" \
     data.train.root="$root" data.valid.root="$root" data.test.root="$root" "$@"

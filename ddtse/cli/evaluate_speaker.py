@@ -1,7 +1,7 @@
 """Speaker-verification EER of a speaker encoder on held-out speakers.
 
     python -m ddtse.cli.evaluate_speaker --ckpt ENC.ckpt --data data/Libri2Mix --split test \
-        [--trials trials.txt] [--num_trials 2000] [--seed 0] [--max_seconds 10] [--out eer.json]
+        [--trials trials.txt] [--num_trials 2000] [--seed 0] [--max_seconds 10] [--output eer.json]
 
 ``--data``: a Libri2Mix root (with ``--split``), a Libri2Mix split folder, a ``<speaker>/<utt>.wav``
 folder or a ``speaker,path`` CSV. ``--trials``: read this ``label utt1 utt2`` list if it exists,
@@ -10,15 +10,15 @@ speaker module (``load_speaker_encoder``).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from ddtse.cli import run_cli
+from ddtse.cli import ArgumentParser, run_cli
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Equal error rate of a speaker encoder on verification trials.")
+    p = ArgumentParser(description="Equal error rate of a speaker encoder on verification trials.",
+                       legacy={"--out": "--output"})
     p.add_argument("--ckpt", required=True, help="speaker_encoder checkpoint (or an extractor with a speaker module)")
     p.add_argument("--data", required=True, help="Libri2Mix root (+ --split), split folder, speaker folder or CSV")
     p.add_argument("--split", default=None, help="Libri2Mix split under --data (e.g. test)")
@@ -29,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--max_seconds", type=float, default=None, help="score the first N seconds of each utterance")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="JSON file for the result")
+    p.add_argument("--output", default=None, help="JSON file for the result")
     return p.parse_args(argv)
 
 
@@ -64,9 +64,9 @@ def main(argv=None):
     print(f"EER {result['eer']:.2f} % on {result['trials']} trials ({result['target_trials']} same-speaker, "
           f"{result['nontarget_trials']} different-speaker; {result['speakers']} speakers, "
           f"{result['utterances']} utterances)")
-    if args.out:
-        write_json(args.out, result)
-        print(f"wrote {args.out}")
+    if args.output:
+        write_json(args.output, result)
+        print(f"wrote {args.output}")
     else:
         print(json.dumps(result))
     return 0

@@ -60,8 +60,8 @@ def main(argv=None):
 
     from ddtse.errors import DdtseError
     from ddtse.extract import ChainExtractor, Extractor
-    from ddtse.inference import (InferenceItem, items_from_folder, items_from_librimix, items_from_list,
-                                 run_inference)
+    from ddtse.data.items import item_from_pair, items_from_folder, items_from_librimix, items_from_list
+    from ddtse.inference import run_inference
 
     sources = [s for s in ("librimix_split", "list", "input_dir", "mixture") if getattr(args, s)]
     if len(sources) != 1:
@@ -73,8 +73,7 @@ def main(argv=None):
         out = Path(args.output)
         if out.is_dir() or args.output.endswith(("/", "\\")):
             raise DdtseError(f"--output names a folder ({args.output}); give a file name, e.g. {out / 'estimate.wav'}")
-        items = [InferenceItem(out.with_suffix("").name, Path(args.mixture),
-                               Path(args.enrollment) if args.enrollment else None)]
+        items = [item_from_pair(args.mixture, args.enrollment, out.with_suffix("").name)]
         out_dir = out.parent
     else:
         if not args.out_dir:

@@ -1,15 +1,15 @@
 """Write exp/<tag>/RESULTS.md from score folders, and spectrogram PNGs of a few utterances."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from ddtse.cli import run_cli
+from ddtse.cli import ArgumentParser, run_cli
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Collect scores into a results table and plot spectrograms.")
+    p = ArgumentParser(description="Collect scores into a results table and plot spectrograms.",
+                       legacy={"--out": "--output"})
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--row", action="append", default=[],
                    help="LABEL|SCORES_DIR[|EXTRACTED_DIR[|NOTE]] (paths relative to --exp_dir); repeatable")
@@ -22,7 +22,7 @@ def parse_args(argv=None):
     p.add_argument("--enroll_map", default=None)
     p.add_argument("--curve", action="append", default=[],
                    help="LABEL|RUN_DIR (relative to --exp_dir): add this training run to learning_curves.png; repeatable")
-    p.add_argument("--out", default="RESULTS.md")
+    p.add_argument("--output", default="RESULTS.md", help="results file, relative to --exp_dir (default: RESULTS.md)")
     return p.parse_args(argv)
 
 
@@ -49,7 +49,7 @@ def main(argv=None):
     text.append(results_table(rows))
     pngs = []
     if args.plots and args.librimix_split:
-        from ddtse.inference import items_from_librimix
+        from ddtse.data.items import items_from_librimix
 
         shown = 0
         for item in items_from_librimix(args.librimix_split, args.mixture_type, args.enroll_map):
@@ -57,11 +57,10 @@ def main(argv=None):
             if len(ests) < len(extracted) or not ests:
                 continue
             info_sr = audio_info(item.mixture).sample_rate
-            ref = Path(args.librimix_split) / item.id.split("/")[0] / f"{item.id.split('/')[1]}.wav"
             signals = {"mixture": load_audio(item.mixture, info_sr, channel=0),
                        "enrollment": load_audio(item.enrollment, info_sr)}
             signals.update({label: load_audio(p, info_sr) for label, p in ests.items()})
-            signals["reference"] = load_audio(ref, info_sr)
+            signals["reference"] = load_audio(item.reference, info_sr)
             png = plot_spectrograms(exp / "plots" / f"{item.id.replace('/', '_')}.png", signals, info_sr, item.id)
             pngs.append(png)
             shown += 1
@@ -81,7 +80,7 @@ def main(argv=None):
                  "[learning_curves.png](learning_curves.png)"]
     if args.commands and Path(args.commands).exists():
         text += ["", "## Commands", "", "```", Path(args.commands).read_text().strip(), "```"]
-    out = exp / args.out
+    out = exp / args.output
     out.write_text("\n".join(text) + "\n")
     print("\n".join(text[: 4 + len(rows) + 2]))
     print(f"wrote {out}" + (f" and {len(pngs)} spectrogram PNG(s) in {exp / 'plots'}" if pngs else ""))

@@ -52,8 +52,7 @@ def main(argv=None):
     args = parse_args(argv)
     from ddtse.errors import DdtseError
     from ddtse.metrics import METRIC_NAMES, NON_INTRUSIVE
-    from ddtse.scoring import (apply_groups, attach_librimix_enrollments, format_markdown, pair_folders,
-                               pair_librimix, read_groups, score_items)
+    from ddtse.scoring import apply_groups, format_markdown, pair_folders, pair_librimix, read_groups, score_items
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in METRIC_NAMES]
@@ -67,9 +66,8 @@ def main(argv=None):
         raise DdtseError(f"--length_tolerance_ms must be >= 0, got {args.length_tolerance_ms}")
     if args.librimix_split:
         items, missing = pair_librimix(args.librimix_split, args.enhanced_dir, args.mixture_type,
-                                       score_mixture=args.score_mixture)
-        if "spk_sim" in metrics:
-            attach_librimix_enrollments(items, args.librimix_split, args.enroll_map)
+                                       score_mixture=args.score_mixture, enrollments="spk_sim" in metrics,
+                                       enroll_map=args.enroll_map)
     elif args.gt_dir or (metrics and all(m in NON_INTRUSIVE for m in metrics)):
         items, missing = pair_folders(args.gt_dir, args.enhanced_dir, args.mix_dir, args.interferer_dir,
                                       args.enroll_dir)

@@ -1,21 +1,21 @@
-"""python slicer.py INPUT [INPUT ...] --out DIR [--mode openvpi|target] [options]"""
+"""python slicer.py INPUT [INPUT ...] --out_dir DIR [--mode openvpi|target] [options]"""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from ddtse.cli import run_cli
+from ddtse.cli import ArgumentParser, run_cli
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Cut long clean recordings of one speaker into numbered training clips at silences "
-        "(<out>/<stem>_0001.wav ...). Times in ms unless noted; defaults follow openvpi/audio-slicer's CLI."
+        "(<out_dir>/<stem>_0001.wav ...). Times in ms unless noted; defaults follow openvpi/audio-slicer's CLI.",
+        legacy={"--out": "--out_dir"},
     )
     p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively; the tree is mirrored)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out_dir", required=True, help="output folder")
     p.add_argument("--mode", choices=("openvpi", "target"), default="openvpi",
                    help="openvpi: audio-slicer's greedy cuts; target: clips of --target_min..--target_max s "
                    "chosen among silences to cover the most speech (default: openvpi)")
@@ -43,13 +43,13 @@ def main(argv=None):
         hop_size=args.hop_size, max_sil_kept=args.max_sil_kept, mode=args.mode,
         target_min=args.target_min, target_max=args.target_max, min_keep=args.min_keep,
     )
-    summary = slice_files(args.inputs, args.out, kwargs, overwrite=args.overwrite, subtype=args.subtype)
+    summary = slice_files(args.inputs, args.out_dir, kwargs, overwrite=args.overwrite, subtype=args.subtype)
     if args.report:
         from ddtse.audio.io import write_text_atomic
 
         write_text_atomic(args.report, json.dumps(summary, indent=2))
     if summary["failed"]:
-        print(f"error: {len(summary['failed'])} input(s) failed (listed in {Path(args.out) / 'failed.txt'})",
+        print(f"error: {len(summary['failed'])} input(s) failed (listed in {Path(args.out_dir) / 'failed.txt'})",
               file=sys.stderr)
         return 2
     return 0

@@ -187,15 +187,6 @@ def _scan_split(split_dir: Path, mixture_type: str, n_sources: int, csv_path: Pa
     return records
 
 
-def librimix_references(split_dir: str | Path, mixture_type: str = "mix_both") -> dict[str, Path]:
-    """Item id ``s<k>/<mixture_ID>`` -> reference file ``<split_dir>/s<k>/<mixture_ID>.wav``."""
-    refs = {}
-    for record in librimix_split_paths(split_dir, mixture_type):
-        for k, path in enumerate(record.source_paths, 1):
-            refs[f"s{k}/{record.mixture_id}"] = Path(path)
-    return refs
-
-
 # ----------------------------------------------------------------------------- enrollment maps
 def read_enrollment_map(source: str | Path | list) -> dict[tuple[str, int], tuple[int, str]]:
     """Parse enrollment maps: ``(mixture_ID, k) -> (j, other_mixture_ID)``.
@@ -365,16 +356,16 @@ class Libri2MixDataset(ExtractionDataset):
             raise DdtseError(
                 f"{self.records[0].mixture_path} is at {self.file_sr} Hz but {self.sample_rate} Hz is required (resample: false)"
             )
-        self.items = [(r, k) for r in self.records for k in range(1, len(r.source_paths) + 1)]
+        from ddtse.data.items import items_from_librimix
+
+        # the listing inference and scoring use; evaluation items carry their enrollment from the map
+        self.items = items_from_librimix(self.split_dir, mixture_type, enrollment_map, enrollments=not train,
+                                         records=self.records, info_csv=info_csv)
         if max_items:
             self.items = self.items[: int(max_items)]
-        info = Path(info_csv) if info_csv else find_info_csv(self.split_dir)
-        self.groups = read_groups(info) if info else {}
+        self._source = {f"s{k}/{r.mixture_id}": (r, k) for r in self.records for k in range(1, len(r.source_paths) + 1)}
         self.min_enrol_file_frames = int(np.ceil(self.min_enrollment_seconds * self.file_sr))
         self._build_speaker_table()
-        self.enrollment_map = None
-        if not train:
-            self._load_enrollment_map(enrollment_map)
 
     # -- init helpers
     def _build_speaker_table(self) -> None:
@@ -390,7 +381,7 @@ class Libri2MixDataset(ExtractionDataset):
             for s, entries in table.items()
         }
         if self.train:
-            usable = [it for it in self.items if len(self._train_candidates(*it)) > 0]
+            usable = [it for it in self.items if len(self._train_candidates(*self._source[it.id])) > 0]
             if not usable:
                 raise DdtseError(f"no training item of {self.split_dir} has another utterance of its speaker to enrol with")
             self.items = usable
@@ -400,32 +391,12 @@ class Libri2MixDataset(ExtractionDataset):
         utts, _, lengths = self.speaker_table[speaker_of(utt)]
         return np.flatnonzero((utts != utt) & (lengths >= self.min_enrol_file_frames))
 
-    def _load_enrollment_map(self, enrollment_map) -> None:
-        source = enrollment_map or self.split_dir / MAP_NAME
-        if not enrollment_map and not Path(source).exists():
-            raise DdtseError(
-                f"no enrollment map for {self.split_dir} (looked for {source}); pass enrollment_map or "
-                f"write one with data/prepare_libri2mix.py"
-            )
-        entries = read_enrollment_map(source)
-        self.enrollment_map = {}
-        for record, k in self.items:
-            key = (record.mixture_id, k)
-            if key not in entries:
-                raise DdtseError(f"enrollment map {source} has no entry for s{k}/{record.mixture_id}")
-            j, other = entries[key]
-            problem = enrollment_problem(record.mixture_id, k, j, other)
-            if problem:
-                raise DdtseError(f"enrollment map {source}: {problem}")
-            self.enrollment_map[key] = str(self.split_dir / f"s{j}" / f"{other}.wav")
-
     # -- access
     def __len__(self) -> int:
         return len(self.items)
 
     def item_id(self, index: int) -> str:
-        record, k = self.items[index]
-        return f"s{k}/{record.mixture_id}"
+        return self.items[index].id
 
     def _to_file_frames(self, frames: int | None) -> int | None:
         return None if frames is None else int(round(frames * self.file_sr / self.sample_rate))
@@ -434,12 +405,12 @@ class Libri2MixDataset(ExtractionDataset):
         return read_segment(path, start, frames, sample_rate=self.sample_rate, allow_resample=self.allow_resample)
 
     def make_item(self, index: int, epoch: int) -> dict:
-        record, k = self.items[index]
-        item_id = f"s{k}/{record.mixture_id}"
+        entry = self.items[index]
+        record, k = self._source[entry.id]
         rng = item_rng(self.seed, index, epoch) if self.train else None
         start, frames = random_window(record.length, self._to_file_frames(self.segment), rng)
-        mixture = self._read(record.mixture_path, start, frames)
-        target = self._read(record.source_paths[k - 1], start, frames)
+        mixture = self._read(str(entry.mixture), start, frames)
+        target = self._read(str(entry.reference), start, frames)
         length = self.segment if self.segment else mixture.shape[-1]
         mixture, target = fit_length(mixture, length), fit_length(target, length)
 
@@ -451,33 +422,15 @@ class Libri2MixDataset(ExtractionDataset):
             e_start, e_frames = random_window(int(lengths[choice]), self._to_file_frames(self.enrollment_frames), rng)
             enrollment = self._read(enrol_path, e_start, e_frames)
         else:
-            enrol_path = self.enrollment_map[(record.mixture_id, k)]
+            enrol_path = str(entry.enrollment)
             enrollment = self.crop_enrollment(self._read(enrol_path), None)
-        self.check_enrollment(enrollment, enrol_path, item_id)
-        item = {"id": item_id, "mixture": mixture, "target": target, "enrollment": enrollment,
+        self.check_enrollment(enrollment, enrol_path, entry.id)
+        item = {"id": entry.id, "mixture": mixture, "target": target, "enrollment": enrollment,
                 "enrollment_path": enrol_path}
-        if not self.train and len(record.source_paths) == 2:  # validation sees wrong-speaker outputs
-            item["interferer"] = fit_length(self._read(record.source_paths[2 - k], start, frames), length)
-        if record.mixture_id in self.groups:
-            item["group"] = self.groups[record.mixture_id]
+        if not self.train and entry.interferer is not None:  # validation sees wrong-speaker outputs
+            item["interferer"] = fit_length(self._read(str(entry.interferer), start, frames), length)
+        if entry.group is not None:
+            item["group"] = entry.group
         if self.train:
             item["speaker_index"] = self.speaker_index[speaker_of(record.utterances[k - 1])]
         return item
-
-
-def librimix_inference_items(split_dir: str | Path, mixture_type: str = "mix_both",
-                             enrollment_map: str | Path | None = None) -> list[dict]:
-    """Items of a Libri2Mix split for inference: ``{id: s<k>/<mixture_ID>, mixture, enrollment, reference}``
-    paths, enrollments from the split's (or the given) SpeakerBeam-style map."""
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise DdtseError(f"Libri2Mix split folder not found: {split_dir}")
-    records = librimix_split_paths(split_dir, mixture_type)
-    dataset = Libri2MixDataset(sample_rate=file_rate(records[0].mixture_path), train=False, split_dir=str(split_dir),
-                               mixture_type=mixture_type,
-                               enrollment_map=str(enrollment_map) if enrollment_map else None)
-    return [
-        {"id": f"s{k}/{record.mixture_id}", "mixture": record.mixture_path,
-         "enrollment": dataset.enrollment_map[(record.mixture_id, k)], "reference": record.source_paths[k - 1]}
-        for record, k in dataset.items
-    ]

@@ -10,56 +10,15 @@ mixture is then scaled to a 0.9 peak. Item id: ``<target>_<SNR1>_<interferer>_<S
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ddtse.data.items import items_from_extraction_list
 from ddtse.data.base import PEAK_GUARD, ExtractionDataset, fit_length, item_rng, random_window, read_segment
 from ddtse.data.mixing import UtterancePool, build_pool
 from ddtse.errors import DdtseError
 from ddtse.registry import DATASETS
-
-
-@dataclass(frozen=True)
-class ExtrEntry:
-    """One list line with absolute paths."""
-
-    target: str
-    target_snr: float
-    interferer: str
-    interferer_snr: float
-    enrollment: str
-
-    @property
-    def item_id(self) -> str:
-        return (f"{Path(self.target).stem}_{self.target_snr:g}_"
-                f"{Path(self.interferer).stem}_{self.interferer_snr:g}")
-
-
-def read_extr_list(list_path: str | Path, root: str | Path | None = None) -> list[ExtrEntry]:
-    """Parse a list; relative paths are joined to ``root`` (default: the list's folder)."""
-    list_path = Path(list_path)
-    if not list_path.is_file():
-        raise DdtseError(f"extraction list not found: {list_path}")
-    root = Path(root) if root is not None else list_path.parent
-    entries = []
-    for lineno, line in enumerate(list_path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        where = f"{list_path}:{lineno}"
-        if len(parts) != 5:
-            raise DdtseError(f"{where}: expected 'target SNR interferer -SNR enrollment', got {len(parts)} fields")
-        try:
-            snr1, snr2 = float(parts[1]), float(parts[3])
-        except ValueError as exc:
-            raise DdtseError(f"{where}: SNR fields must be numbers, got {parts[1]!r} and {parts[3]!r}") from exc
-        paths = [p if os.path.isabs(p) else str(root / p) for p in (parts[0], parts[2], parts[4])]
-        entries.append(ExtrEntry(paths[0], snr1, paths[1], snr2, paths[2]))
-    if not entries:
-        raise DdtseError(f"extraction list is empty: {list_path}")
-    return entries
 
 
 def mix_at_snrs(target: np.ndarray, target_snr: float, interferer: np.ndarray, interferer_snr: float,
@@ -95,32 +54,33 @@ class ExtrListDataset(ExtractionDataset):
             raise DdtseError("extr_list needs 'list' (path to a target/SNR/interferer/-SNR/enrollment list)")
         if mode not in ("min", "max"):
             raise DdtseError(f"extr_list mode must be min or max, got '{mode}'")
-        self.entries = read_extr_list(list, root)
+        self.items = items_from_extraction_list(list, root)
         self.mode = mode
-        self.speakers = sorted({Path(e.target).parent.name for e in self.entries})
+        self.speakers = sorted({e.reference.parent.name for e in self.items})
         self.speaker_index = {s: i for i, s in enumerate(self.speakers)}
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.items)
 
     def _read(self, path: str) -> np.ndarray:
         return read_segment(path, sample_rate=self.sample_rate, allow_resample=self.allow_resample)
 
     def make_item(self, index: int, epoch: int) -> dict:
-        entry = self.entries[index]
+        entry = self.items[index]
         rng = item_rng(self.seed, index, epoch) if self.train else None
-        mixture, target = mix_at_snrs(self._read(entry.target), entry.target_snr,
-                                      self._read(entry.interferer), entry.interferer_snr, self.mode)
+        (target_snr, interferer_snr) = entry.snrs
+        mixture, target = mix_at_snrs(self._read(entry.reference), target_snr,
+                                      self._read(entry.interferer), interferer_snr, self.mode)
         if self.segment:
             start, frames = random_window(len(mixture), self.segment, rng)
             mixture = fit_length(mixture[start:start + frames], self.segment)
             target = fit_length(target[start:start + frames], self.segment)
         enrollment = self._read(entry.enrollment)
-        self.check_enrollment(enrollment, entry.enrollment, entry.item_id)
-        item = {"id": entry.item_id, "mixture": mixture, "target": target,
+        self.check_enrollment(enrollment, entry.enrollment, entry.id)
+        item = {"id": entry.id, "mixture": mixture, "target": target,
                 "enrollment": self.crop_enrollment(enrollment, rng)}
         if self.train:
-            item["speaker_index"] = self.speaker_index[Path(entry.target).parent.name]
+            item["speaker_index"] = self.speaker_index[entry.reference.parent.name]
         return item
 
 
@@ -161,7 +121,7 @@ def write_extr_list(path: str | Path, lines: list[str], overwrite: bool = True) 
     """Write list lines (one item per line), atomically; an existing file only with ``overwrite``."""
     path = Path(path)
     if path.is_dir():
-        raise DdtseError(f"{path} is a folder; --out names the list file to write (e.g. {path / 'list.txt'})")
+        raise DdtseError(f"{path} is a folder; --output names the list file to write (e.g. {path / 'list.txt'})")
     if path.exists() and not overwrite:
         raise DdtseError(f"{path} exists; pass --overwrite to replace it")
     if not lines:

@@ -31,11 +31,11 @@ from ddtse.registry import DATASETS
 
 
 def _extr_list_pool(list_path: str, root: str | None) -> UtterancePool:
-    from ddtse.data.lists import read_extr_list
+    from ddtse.data.items import items_from_extraction_list
 
     seen, utterances = set(), []
-    for entry in read_extr_list(list_path, root):
-        for path in (entry.target, entry.interferer, entry.enrollment):
+    for entry in items_from_extraction_list(list_path, root):
+        for path in (str(entry.reference), str(entry.interferer), str(entry.enrollment)):
             if path in seen:
                 continue
             seen.add(path)

@@ -52,7 +52,7 @@ esac
 if [ "$stage" -le 0 ] && [ ! -f "$stamp" ]; then
   echo "== building the demo corpus in $corpus_dir ($mixtures; speakers $speakers)"
   rm -rf "$corpus_dir"
-  "$python" data/make_demo_corpus.py --out "$corpus_dir" --mixtures "$mixtures" --speakers "$speakers" \
+  "$python" data/make_demo_corpus.py --out_dir "$corpus_dir" --mixtures "$mixtures" --speakers "$speakers" \
       --rates 16000 --seed "$seed" --processes 2
   touch "$stamp"
 fi

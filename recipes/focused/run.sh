@@ -11,10 +11,11 @@
 #      dirty material (recipes/focused/local/make_demo.py); skipped with --demo false
 #   1  slice the long recordings <data>/raw/<speaker>/{train,valid}.wav into 5-15 s clips
 #      <data>/clean/<speaker>/{train,valid}/ (slicer.py --mode target)
-#   2  train (train.py --config <config> --base_dir <exp>)
+#   2  train (train.py --config <config> --out_dir <exp>)
 #   3  extract the test folder (infer.py --input_dir, chunked overlap-add, tree mirrored)
 #   4  score against the references, and the unprocessed mixtures as the baseline (calc_metrics.py)
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 stage=0
 stop_stage=4
@@ -22,33 +23,14 @@ config=conf/focused/tiny.yaml
 speaker=demo_target
 data=datasets/demo_focused      # <data>/raw, <data>/clean, <data>/dirty, <data>/test/{mixture,target}
 exp=exp/focused_tiny
-demo=true
+demo=true                       # false: skip stage 0 (bring your own <data>/raw and <data>/test)
 chunk_seconds=4
 overlap_seconds=1
 device=cpu
 seed=0
+. tools/parse_options.sh
+[ $# -eq 0 ] || { echo "error: unexpected argument '$1' (options are --name value; see --help)" >&2; exit 2; }
 
-usage() { sed -n '2,17p' "$0"; echo "options: --stage --stop_stage --config --speaker --data --exp --demo --chunk_seconds --overlap_seconds --device --seed"; }
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage="$2"; shift 2 ;;
-    --stop_stage) stop_stage="$2"; shift 2 ;;
-    --config) config="$2"; shift 2 ;;
-    --speaker) speaker="$2"; shift 2 ;;
-    --data) data="$2"; shift 2 ;;
-    --exp) exp="$2"; shift 2 ;;
-    --demo) demo="$2"; shift 2 ;;
-    --chunk_seconds) chunk_seconds="$2"; shift 2 ;;
-    --overlap_seconds) overlap_seconds="$2"; shift 2 ;;
-    --device) device="$2"; shift 2 ;;
-    --seed) seed="$2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
-  esac
-done
-
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
 python="$(tools/setup_env.sh)"
 log() { echo "[focused $(date +%H:%M:%S)] $*"; }
 
@@ -57,14 +39,14 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ "$demo" = true ]; then
   if [ -f "$data/raw/$speaker/train.wav" ]; then
     log "  $data/raw/$speaker/train.wav exists; keeping it"
   else
-    "$python" recipes/focused/local/make_demo.py --out "$data" --speaker "$speaker" --seed "$seed"
+    "$python" recipes/focused/local/make_demo.py --out_dir "$data" --speaker "$speaker" --seed "$seed"
   fi
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: slice $data/raw/$speaker/{train,valid}.wav -> $data/clean/$speaker/"
   for set in train valid; do
-    "$python" slicer.py "$data/raw/$speaker/$set.wav" --out "$data/clean/$speaker/$set" \
+    "$python" slicer.py "$data/raw/$speaker/$set.wav" --out_dir "$data/clean/$speaker/$set" \
       --mode target --target_min 5 --target_max 15 --overwrite \
       --report "$exp/slice_$set.json"
   done
@@ -72,7 +54,7 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: train $config -> $exp"
-  "$python" train.py --config "$config" --base_dir "$exp" seed="$seed" \
+  "$python" train.py --config "$config" --out_dir "$exp" seed="$seed" \
     data.train.root="$data" data.valid.root="$data" \
     data.train.speaker="$speaker" data.valid.speaker="$speaker"
 fi

@@ -44,7 +44,7 @@ data_overrides() {  # the corpus location for a variant's config
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ ! -f "$corpus_dir/.complete" ]; then
   echo "== stage 0: 8 kHz demo corpus in $corpus_dir"
   rm -rf "$corpus_dir"
-  run "$python" data/make_demo_corpus.py --out "$corpus_dir" --mixtures "$mixtures" --speakers "$speakers" \
+  run "$python" data/make_demo_corpus.py --out_dir "$corpus_dir" --mixtures "$mixtures" --speakers "$speakers" \
       --rates 8000 --seed "$seed" --processes 2
   touch "$corpus_dir/.complete"
 fi
@@ -53,7 +53,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   for v in $variants; do
     echo "== stage 1: train $v"
     read -r -a d <<< "$(data_overrides "$v")"
-    run "$python" train.py --config "conf/demo/$v.yaml" --base_dir "$exp/$v" "${d[@]}" "${extra[@]}"
+    run "$python" train.py --config "conf/demo/$v.yaml" --out_dir "$exp/$v" "${d[@]}" "${extra[@]}"
   done
 fi
 

@@ -86,7 +86,7 @@ esac
 
 train() {  # train NAME CONFIG [overrides...]
   local name=$1 config=$2; shift 2
-  run "$python" train.py --config "$config" --base_dir "$exp/$name" "${data_overrides[@]}" "${clue[@]}" "$@" "${extra[@]}"
+  run "$python" train.py --config "$config" --out_dir "$exp/$name" "${data_overrides[@]}" "${clue[@]}" "$@" "${extra[@]}"
 }
 
 speaker_sources() {  # speaker_sources SPLIT: the speaker_utterances source list of a Libri2Mix split
@@ -112,18 +112,18 @@ ckpt() { echo "$exp/$1/checkpoints/last.ckpt"; }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: check $librimix_root, write enrollment maps and lists to $lists"
-  run "$python" data/prepare_libri2mix.py --root "$librimix_root" --out "$lists" --splits "$train_split" "$valid_split" \
-      "$test_split" --sample-rate "$sample_rate" --mode "$mode" --types "$mixture_type" --overwrite
+  run "$python" data/prepare_libri2mix.py --root "$librimix_root" --out_dir "$lists" --splits "$train_split" "$valid_split" \
+      "$test_split" --sample_rate "$sample_rate" --mode "$mode" --types "$mixture_type" --overwrite
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && [ -n "$speaker_config" ]; then
   echo "== stage 1: speaker encoder ($speaker_config)"
-  run "$python" train.py --config "$speaker_config" --base_dir "$exp/speaker_encoder" \
+  run "$python" train.py --config "$speaker_config" --out_dir "$exp/speaker_encoder" \
       "data.sample_rate=$sample_rate" "model.sample_rate=$sample_rate" "data.train.sources=$(speaker_sources "$train_split")" \
       "data.valid.sources=$(speaker_sources "$valid_split")" "${extra[@]}" "${speaker_extra[@]}"
   run "$python" -m ddtse.cli.evaluate_speaker --ckpt "$(ckpt speaker_encoder)" --data "$librimix_root" \
       --split "$test_split" --mode "$mode" --trials "$exp/speaker_encoder/trials_$test_split.txt" \
-      --out "$exp/speaker_encoder/eer_$test_split.json" --device "$device"
+      --output "$exp/speaker_encoder/eer_$test_split.json" --device "$device"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && [ -n "$frontend_config" ]; then

@@ -12,11 +12,11 @@ import soundfile as sf
 from data_helpers import RATE, SPEAKER_FREQ, dominant_frequency, subset_rows
 from ddtse.cli.prepare import prepare_libri2mix_main
 from ddtse.data.base import speaker_of
+from ddtse.data.items import items_from_librimix
 from ddtse.data.librimix import (
     MAP_NAME,
     Libri2MixDataset,
     enrollment_problem,
-    librimix_references,
     librimix_split_paths,
     make_enrollment_map,
     read_enrollment_map,
@@ -56,10 +56,14 @@ def test_paths_resolve_inside_tree_and_references(librimix_root):
         assert r.mixture_path == str(split_dir / "mix_both" / f"{r.mixture_id}.wav")
         assert r.noise_path == str(split_dir / "noise" / f"{r.mixture_id}.wav")
         assert sf.info(r.source_paths[1]).frames == r.length
-    refs = librimix_references(split_dir, "mix_clean")
-    assert len(refs) == 2 * N_MIX
+    items = items_from_librimix(split_dir, "mix_clean", enrollments=False)
+    assert len(items) == 2 * N_MIX
     mid = records[0].mixture_id
-    assert refs[f"s2/{mid}"] == split_dir / "s2" / f"{mid}.wav"
+    refs = {item.id: item for item in items}
+    assert refs[f"s2/{mid}"].reference == split_dir / "s2" / f"{mid}.wav"
+    assert refs[f"s2/{mid}"].interferer == split_dir / "s1" / f"{mid}.wav"
+    assert refs[f"s2/{mid}"].mixture == split_dir / "mix_clean" / f"{mid}.wav"
+    assert [i.id for i in items[:2]] == [f"s1/{mid}", f"s2/{mid}"]
 
 
 def test_eval_items_use_map_and_groups(librimix_root):
@@ -245,9 +249,10 @@ def test_missing_split_named(librimix_root):
 # ----------------------------------------------------------------------------- prepare script
 def test_prepare_writes_lists_and_deterministic_maps(librimix_root, tmp_path, capsys):
     out1, out2 = tmp_path / "lists1", tmp_path / "lists2"
-    args = ["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev", "--types", "mix_both", "mix_clean"]
-    assert prepare_libri2mix_main(args + ["--out", str(out1), "--seed", "7"]) == 0
-    assert prepare_libri2mix_main(args + ["--out", str(out2), "--seed", "7"]) == 0
+    args = ["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev", "--types", "mix_both",
+            "mix_clean"]
+    assert prepare_libri2mix_main(args + ["--out_dir", str(out1), "--seed", "7"]) == 0
+    assert prepare_libri2mix_main(args + ["--out_dir", str(out2), "--seed", "7"]) == 0
     map1 = (out1 / "dev" / MAP_NAME).read_text()
     assert map1 == (out2 / "dev" / MAP_NAME).read_text() and len(map1.splitlines()) == 2 * N_MIX
     ds = Libri2MixDataset(sample_rate=RATE, root=str(librimix_root), split="dev", lists_dir=str(out1))
@@ -259,8 +264,8 @@ def test_prepare_reports_broken_tree(librimix_root, tmp_path, capsys):
     mids = [r["mixture_ID"] for r in subset_rows()]
     (split_dir / "s2" / f"{mids[0]}.wav").unlink()
     sf.write(split_dir / "s1" / f"{mids[1]}.wav", np.zeros(100, np.float32), 16000)
-    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev",
-                                   "--out", str(tmp_path / "o")])
+    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev",
+                                   "--out_dir", str(tmp_path / "o")])
     out = capsys.readouterr()
     assert code == 1
     assert f"missing file: {split_dir / 's2' / mids[0]}.wav" in out.out
@@ -269,7 +274,7 @@ def test_prepare_reports_broken_tree(librimix_root, tmp_path, capsys):
 
 
 def test_prepare_user_error_exit_2(tmp_path, capsys):
-    assert prepare_libri2mix_main(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert prepare_libri2mix_main(["--root", str(tmp_path / "nope"), "--out_dir", str(tmp_path / "o")]) == 2
     assert "error: Libri2Mix root not found" in capsys.readouterr().err
 
 
@@ -304,14 +309,14 @@ def test_prepare_flags_nan_audio(librimix_root, tmp_path, capsys):
     wav, _ = sf.read(split_dir / "s1" / f"{mid}.wav", dtype="float32")
     wav[10] = np.nan
     sf.write(split_dir / "s1" / f"{mid}.wav", wav, RATE, subtype="FLOAT")
-    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev",
-                                   "--out", str(tmp_path / "o")])
+    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev",
+                                   "--out_dir", str(tmp_path / "o")])
     assert code == 1
     assert f"{split_dir / 's1' / mid}.wav: non-finite samples (NaN or inf)" in capsys.readouterr().out
 
 
 def test_prepare_does_not_overwrite_without_asking(librimix_root, tmp_path, capsys):
-    args = ["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev", "--out", str(tmp_path / "o")]
+    args = ["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev", "--out_dir", str(tmp_path / "o")]
     assert prepare_libri2mix_main(args + ["--seed", "1"]) == 0
     written = (tmp_path / "o" / "dev" / MAP_NAME).read_text()
     capsys.readouterr()
@@ -324,7 +329,7 @@ def test_prepare_does_not_overwrite_without_asking(librimix_root, tmp_path, caps
 
 def test_prepare_unwritable_out_is_one_line(librimix_root, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    assert prepare_libri2mix_main(["--root", str(librimix_root), "--sample-rate", "8000", "--splits", "dev",
-                                   "--out", str(tmp_path / "file" / "o")]) == 2
+    assert prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev",
+                                   "--out_dir", str(tmp_path / "file" / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write" in err[0]

@@ -8,7 +8,8 @@ import pytest
 
 from data_helpers import RATE
 from ddtse.cli.prepare import make_extr_lists_main
-from ddtse.data.lists import ExtrListDataset, make_extr_lines, read_extr_list
+from ddtse.data.items import items_from_extraction_list
+from ddtse.data.lists import ExtrListDataset, make_extr_lines
 from ddtse.errors import DdtseError
 
 
@@ -30,17 +31,20 @@ def test_make_lines_deterministic_and_valid(speaker_folder):
 
 def test_dataset_mixes_at_listed_snrs(speaker_folder, tmp_path):
     path = tmp_path / "mix_2_spk_tt_extr.txt"
-    assert make_extr_lists_main(["--source", str(speaker_folder), "--out", str(path), "--num", "6", "--seed", "1"]) == 0
+    assert make_extr_lists_main(["--source", str(speaker_folder), "--output", str(path), "--num", "6",
+                                 "--seed", "1"]) == 0
     ds = ExtrListDataset(sample_rate=RATE, list=str(path), root=str(speaker_folder))
-    entries = read_extr_list(path, speaker_folder)
+    entries = items_from_extraction_list(path, speaker_folder)
     for i, entry in enumerate(entries):
         item = ds[i]
         interferer = item["mixture"] - item["target"]
         # WSJ0-2mix convention: relative level = SNR1 - SNR2 = 2 * SNR
         assert power_db(item["target"]) - power_db(interferer) == pytest.approx(
-            entry.target_snr - entry.interferer_snr, abs=0.02)
+            entry.snrs[0] - entry.snrs[1], abs=0.02)
         assert np.max(np.abs(item["mixture"])) == pytest.approx(0.9, abs=1e-5)
-        assert item["id"] == f"{Path(entry.target).stem}_{entry.target_snr:g}_{Path(entry.interferer).stem}_{entry.interferer_snr:g}"
+        assert item["id"] == entry.id == (f"{entry.reference.stem}_{entry.snrs[0]:g}_{entry.interferer.stem}_"
+                                          f"{entry.snrs[1]:g}")
+        assert entry.mixture is None and entry.enrollment.is_file()
     tr = ExtrListDataset(sample_rate=RATE, train=True, seed=0, list=str(path), root=str(speaker_folder),
                          segment_seconds=0.3, enrollment_seconds=0.2)
     item = tr[(0, 0)]
@@ -52,13 +56,13 @@ def test_list_errors(speaker_folder, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("a.wav 1.0 b.wav -1.0\n")
     with pytest.raises(DdtseError, match=r"bad.txt:1: expected 'target SNR interferer -SNR enrollment', got 4 fields"):
-        read_extr_list(bad)
+        items_from_extraction_list(bad)
     bad.write_text("a.wav x b.wav -1.0 c.wav\n")
     with pytest.raises(DdtseError, match="SNR fields must be numbers"):
-        read_extr_list(bad)
+        items_from_extraction_list(bad)
     bad.write_text("\n")
     with pytest.raises(DdtseError, match="extraction list is empty"):
-        read_extr_list(bad)
+        items_from_extraction_list(bad)
     bad.write_text("1272/101/missing.wav 1.0 2035/101/x.wav -1.0 1272/101/y.wav\n")
     ds = ExtrListDataset(sample_rate=RATE, list=str(bad), root=str(speaker_folder))
     with pytest.raises(DdtseError, match="audio file not found: .*1272/101/missing.wav"):
@@ -75,7 +79,7 @@ def _make_lists(argv):
 
 def test_make_extr_lists_refuses_user_mistakes_in_one_line(speaker_folder, tmp_path, capsys):
     out = tmp_path / "lists" / "train.txt"
-    base = ["--source", str(speaker_folder), "--out", str(out), "--num", "4"]
+    base = ["--source", str(speaker_folder), "--output", str(out), "--num", "4"]
     assert _make_lists(base) == 0
     first = out.read_text()
     assert len(first.splitlines()) == 4
@@ -88,10 +92,10 @@ def test_make_extr_lists_refuses_user_mistakes_in_one_line(speaker_folder, tmp_p
     pool_csv.write_text(f"speaker,path\na,{corrupt}\n")
     cases = {
         "again": (base + ["--seed", "5"], "--overwrite"),
-        "folder": (["--source", str(speaker_folder), "--out", str(tmp_path / "lists"), "--num", "4"], "is a folder"),
-        "num0": (["--source", str(speaker_folder), "--out", str(tmp_path / "n.txt"), "--num", "0"], "--num"),
-        "unwritable": (["--source", str(speaker_folder), "--out", str(tmp_path / "file" / "x.txt")], "cannot write"),
-        "corrupt": (["--source", str(pool_csv), "--out", str(tmp_path / "c.txt")], "corrupt.wav"),
+        "folder": (["--source", str(speaker_folder), "--output", str(tmp_path / "lists"), "--num", "4"], "is a folder"),
+        "num0": (["--source", str(speaker_folder), "--output", str(tmp_path / "n.txt"), "--num", "0"], "--num"),
+        "unwritable": (["--source", str(speaker_folder), "--output", str(tmp_path / "file" / "x.txt")], "cannot write"),
+        "corrupt": (["--source", str(pool_csv), "--output", str(tmp_path / "c.txt")], "corrupt.wav"),
     }
     for name, (argv, message) in cases.items():
         assert _make_lists(argv) == 2, name

@@ -80,7 +80,7 @@ def test_trains_saves_and_scores(tmp_path, capsys):
 
     trials = tmp_path / "trials.txt"
     out = tmp_path / "eer.json"
-    argv = ["--ckpt", str(last), "--data", str(valid_dir), "--trials", str(trials), "--out", str(out)]
+    argv = ["--ckpt", str(last), "--data", str(valid_dir), "--trials", str(trials), "--output", str(out)]
     assert run_cli(evaluate_main, argv) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())

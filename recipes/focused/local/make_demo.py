@@ -1,8 +1,8 @@
 """Render the focused-extractor demo corpus from espeak-ng voices (ddtse/data/demo_corpus.py).
 
-    <out>/raw/<speaker>/{train,valid}.wav        long recordings of the target voice (sentences + pauses)
-    <out>/dirty/{voices,noise,music}/{train,valid}/*.wav   other voices, coloured noise, "music" (tone chords)
-    <out>/test/{mixture,target}/<id>.wav         held-out target sentences + held-out dirty material
+    <out_dir>/raw/<speaker>/{train,valid}.wav        long recordings of the target voice (sentences + pauses)
+    <out_dir>/dirty/{voices,noise,music}/{train,valid}/*.wav   other voices, coloured noise, "music" (tone chords)
+    <out_dir>/test/{mixture,target}/<id>.wav         held-out target sentences + held-out dirty material
 
 All at ``--sample_rate`` (44.1 kHz default); deterministic for ``--seed``. Test mixtures follow the
 training recipe of clean_dirty (target + U(0.6, 1.2) * dirty, 0.9 peak guard); the last one is
@@ -10,12 +10,12 @@ long (``--long_seconds``) to exercise chunked inference.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from ddtse.audio.io import resample, save_audio
+from ddtse.cli import ArgumentParser
 from ddtse.data.demo_corpus import ESPEAK_RATE, EspeakSynth, make_noise, random_sentence, trim_silence
 
 TARGET = ("f2", 55, 165)  # espeak variant, pitch, words per minute
@@ -54,9 +54,9 @@ def music(seconds, sr, rng) -> np.ndarray:
     return out / (np.sqrt(np.mean(out**2)) + 1e-9) * 10 ** (-24 / 20)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True)
+def parse_args(argv=None):
+    p = ArgumentParser(description=__doc__.splitlines()[0], legacy={"--out": "--out_dir"})
+    p.add_argument("--out_dir", required=True, help="corpus folder to create")
     p.add_argument("--speaker", default="demo_target")
     p.add_argument("--sample_rate", type=int, default=44100)
     p.add_argument("--train_seconds", type=float, default=150)
@@ -64,8 +64,12 @@ def main(argv=None):
     p.add_argument("--test_items", type=int, default=6)
     p.add_argument("--long_seconds", type=float, default=30)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    out, sr = Path(args.out), args.sample_rate
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out, sr = Path(args.out_dir), args.sample_rate
     rng = np.random.default_rng(args.seed)
     synth = EspeakSynth.get()
     up = lambda w: resample(w, ESPEAK_RATE, sr)  # noqa: E731
