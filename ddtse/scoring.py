@@ -113,7 +113,7 @@ def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both", score
     map) paired with their estimates ``<enhanced>/s<k>/<mixture_ID>.wav``, in id order.
     ``score_mixture`` scores the mixture itself as the estimate (the baseline row), on the items
     present in ``enhanced_dir`` when one is given."""
-    from ddtse.data.items import items_from_librimix
+    from ddtse.data.librimix import items_from_librimix
 
     split_dir = _require_dir(split_dir, "Libri2Mix split")
     enhanced_dir = _require_dir(enhanced_dir, "enhanced") if enhanced_dir is not None else None

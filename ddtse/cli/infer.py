@@ -60,7 +60,8 @@ def main(argv=None):
 
     from ddtse.errors import DdtseError
     from ddtse.extract import ChainExtractor, Extractor
-    from ddtse.data.items import item_from_pair, items_from_folder, items_from_librimix, items_from_list
+    from ddtse.data.items import item_from_pair, items_from_folder, items_from_list
+    from ddtse.data.librimix import items_from_librimix
     from ddtse.inference import run_inference
 
     sources = [s for s in ("librimix_split", "list", "input_dir", "mixture") if getattr(args, s)]

@@ -49,7 +49,7 @@ def main(argv=None):
     text.append(results_table(rows))
     pngs = []
     if args.plots and args.librimix_split:
-        from ddtse.data.items import items_from_librimix
+        from ddtse.data.librimix import items_from_librimix
 
         shown = 0
         for item in items_from_librimix(args.librimix_split, args.mixture_type, args.enroll_map):

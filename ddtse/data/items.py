@@ -1,10 +1,10 @@
-"""The one item record of the toolkit, and the listers that make it.
+"""The one item record of the toolkit, and the generic listers that make it.
 
-Every way of naming work (a Libri2Mix split, a CSV/TSV list, a folder, one mixture/enrollment
-pair, a WSJ0-2mix-style extraction list) becomes a list of ``Item``; the datasets, inference
-(``ddtse.inference``), scoring (``ddtse.scoring``) and the report read the same fields. Listing
-a split reads its metadata (CSV or folder scan, enrollment map, speaker-sex info), never a
-training dataset.
+Every way of naming work becomes a list of ``Item``: a CSV/TSV list, a folder or one
+mixture/enrollment pair (here), a Libri2Mix split (``ddtse.data.librimix.items_from_librimix``,
+from its metadata, never a training dataset) and a WSJ0-2mix-style extraction list
+(``ddtse.data.lists.items_from_extraction_list``). The datasets, inference (``ddtse.inference``),
+scoring (``ddtse.scoring``) and the report read the same fields.
 """
 from __future__ import annotations
 
@@ -109,87 +109,4 @@ def items_from_list(path: str | Path) -> list[Item]:
         items.append(Item(item_id, resolve(mixture), resolve(get("enrollment", "")),
                           resolve(get("reference", "")), resolve(get("interferer", "")),
                           get("group", "") or None, problem=problem))
-    return items
-
-
-def items_from_librimix(split_dir: str | Path, mixture_type: str = "mix_both",
-                        enroll_map: str | Path | list | None = None, *, enrollments: bool = True,
-                        metadata_csv: str | Path | None = None, info_csv: str | Path | None = None,
-                        records: list | None = None) -> list[Item]:
-    """One item per (mixture, target) of a Libri2Mix split, read from its metadata.
-
-    Ids ``s<k>/<mixture_ID>`` in metadata order (mixture by mixture); ``reference`` is source k,
-    ``interferer`` the other source (two-speaker mixtures), ``group`` FF/MM/FM from the
-    speaker-sex info CSV when the tree has one. With ``enrollments``, each item's enrollment comes
-    from a SpeakerBeam-style map (default: ``<split_dir>/map_mixture2enrollment``), as
-    ``<split_dir>/s<j>/<other_mixture_ID>.wav``; a missing map or entry is a DdtseError.
-    ``records``: the split's metadata rows when the caller has read them already.
-    """
-    from ddtse.data.librimix import (MAP_NAME, enrollment_problem, find_info_csv, librimix_split_paths,
-                                     read_enrollment_map, read_groups)
-
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise DdtseError(f"Libri2Mix split folder not found: {split_dir}")
-    if records is None:
-        records = librimix_split_paths(split_dir, mixture_type, metadata_csv)
-    info = Path(info_csv) if info_csv else find_info_csv(split_dir)
-    groups = read_groups(info) if info else {}
-    entries, source = None, None
-    if enrollments:
-        source = enroll_map or split_dir / MAP_NAME
-        if not enroll_map and not Path(source).exists():
-            raise DdtseError(f"no enrollment map for {split_dir} (looked for {source}); pass enrollment_map "
-                             "(--enroll_map) or write one with data/prepare_libri2mix.py")
-        entries = read_enrollment_map(source)
-    items = []
-    for record in records:
-        n = len(record.source_paths)
-        for k in range(1, n + 1):
-            item = Item(f"s{k}/{record.mixture_id}", Path(record.mixture_path),
-                        reference=Path(record.source_paths[k - 1]),
-                        interferer=Path(record.source_paths[2 - k]) if n == 2 else None,
-                        group=groups.get(record.mixture_id))
-            if entries is not None:
-                entry = entries.get((record.mixture_id, k))
-                if entry is None:
-                    raise DdtseError(f"enrollment map {source} has no entry for {item.id}")
-                j, other = entry
-                problem = enrollment_problem(record.mixture_id, k, j, other)
-                if problem:
-                    raise DdtseError(f"enrollment map {source}: {problem}")
-                item.enrollment = split_dir / f"s{j}" / f"{other}.wav"
-            items.append(item)
-    return items
-
-
-def items_from_extraction_list(list_path: str | Path, root: str | Path | None = None) -> list[Item]:
-    """A WSJ0-2mix-extr list (``target SNR interferer -SNR enrollment`` per line, see
-    ddtse/data/lists.py): items with no mixture file, rendered from ``reference`` and
-    ``interferer`` at ``snrs``. Relative paths are joined to ``root`` (default: the list's folder).
-    Id: ``<target>_<SNR1>_<interferer>_<SNR2>`` (file stems)."""
-    import os
-
-    list_path = Path(list_path)
-    if not list_path.is_file():
-        raise DdtseError(f"extraction list not found: {list_path}")
-    root = Path(root) if root is not None else list_path.parent
-    items = []
-    for lineno, line in enumerate(list_path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        where = f"{list_path}:{lineno}"
-        if len(parts) != 5:
-            raise DdtseError(f"{where}: expected 'target SNR interferer -SNR enrollment', got {len(parts)} fields")
-        try:
-            snr1, snr2 = float(parts[1]), float(parts[3])
-        except ValueError as exc:
-            raise DdtseError(f"{where}: SNR fields must be numbers, got {parts[1]!r} and {parts[3]!r}") from exc
-        target, interferer, enrollment = (Path(p if os.path.isabs(p) else str(root / p))
-                                          for p in (parts[0], parts[2], parts[4]))
-        items.append(Item(f"{target.stem}_{snr1:g}_{interferer.stem}_{snr2:g}", None, enrollment,
-                          reference=target, interferer=interferer, snrs=(snr1, snr2)))
-    if not items:
-        raise DdtseError(f"extraction list is empty: {list_path}")
     return items

@@ -31,6 +31,7 @@ from ddtse.data.base import (
     sex_group,
     speaker_of,
 )
+from ddtse.data.items import Item
 from ddtse.errors import DdtseError
 from ddtse.registry import DATASETS
 
@@ -356,8 +357,6 @@ class Libri2MixDataset(ExtractionDataset):
             raise DdtseError(
                 f"{self.records[0].mixture_path} is at {self.file_sr} Hz but {self.sample_rate} Hz is required (resample: false)"
             )
-        from ddtse.data.items import items_from_librimix
-
         # the listing inference and scoring use; evaluation items carry their enrollment from the map
         self.items = items_from_librimix(self.split_dir, mixture_type, enrollment_map, enrollments=not train,
                                          records=self.records, info_csv=info_csv)
@@ -434,3 +433,51 @@ class Libri2MixDataset(ExtractionDataset):
         if self.train:
             item["speaker_index"] = self.speaker_index[speaker_of(record.utterances[k - 1])]
         return item
+
+
+def items_from_librimix(split_dir: str | Path, mixture_type: str = "mix_both",
+                        enroll_map: str | Path | list | None = None, *, enrollments: bool = True,
+                        metadata_csv: str | Path | None = None, info_csv: str | Path | None = None,
+                        records: list | None = None) -> list[Item]:
+    """One item per (mixture, target) of a Libri2Mix split, read from its metadata.
+
+    Ids ``s<k>/<mixture_ID>`` in metadata order (mixture by mixture); ``reference`` is source k,
+    ``interferer`` the other source (two-speaker mixtures), ``group`` FF/MM/FM from the
+    speaker-sex info CSV when the tree has one. With ``enrollments``, each item's enrollment comes
+    from a SpeakerBeam-style map (default: ``<split_dir>/map_mixture2enrollment``), as
+    ``<split_dir>/s<j>/<other_mixture_ID>.wav``; a missing map or entry is a DdtseError.
+    ``records``: the split's metadata rows when the caller has read them already.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DdtseError(f"Libri2Mix split folder not found: {split_dir}")
+    if records is None:
+        records = librimix_split_paths(split_dir, mixture_type, metadata_csv)
+    info = Path(info_csv) if info_csv else find_info_csv(split_dir)
+    groups = read_groups(info) if info else {}
+    entries, source = None, None
+    if enrollments:
+        source = enroll_map or split_dir / MAP_NAME
+        if not enroll_map and not Path(source).exists():
+            raise DdtseError(f"no enrollment map for {split_dir} (looked for {source}); pass enrollment_map "
+                             "(--enroll_map) or write one with data/prepare_libri2mix.py")
+        entries = read_enrollment_map(source)
+    items = []
+    for record in records:
+        n = len(record.source_paths)
+        for k in range(1, n + 1):
+            item = Item(f"s{k}/{record.mixture_id}", Path(record.mixture_path),
+                        reference=Path(record.source_paths[k - 1]),
+                        interferer=Path(record.source_paths[2 - k]) if n == 2 else None,
+                        group=groups.get(record.mixture_id))
+            if entries is not None:
+                entry = entries.get((record.mixture_id, k))
+                if entry is None:
+                    raise DdtseError(f"enrollment map {source} has no entry for {item.id}")
+                j, other = entry
+                problem = enrollment_problem(record.mixture_id, k, j, other)
+                if problem:
+                    raise DdtseError(f"enrollment map {source}: {problem}")
+                item.enrollment = split_dir / f"s{j}" / f"{other}.wav"
+            items.append(item)
+    return items

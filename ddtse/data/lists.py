@@ -14,11 +14,41 @@ from pathlib import Path
 
 import numpy as np
 
-from ddtse.data.items import items_from_extraction_list
+from ddtse.data.items import Item
 from ddtse.data.base import PEAK_GUARD, ExtractionDataset, fit_length, item_rng, random_window, read_segment
 from ddtse.data.mixing import UtterancePool, build_pool
 from ddtse.errors import DdtseError
 from ddtse.registry import DATASETS
+
+
+def items_from_extraction_list(list_path: str | Path, root: str | Path | None = None) -> list[Item]:
+    """A WSJ0-2mix-extr list (``target SNR interferer -SNR enrollment`` per line, see
+    ddtse/data/lists.py): items with no mixture file, rendered from ``reference`` and
+    ``interferer`` at ``snrs``. Relative paths are joined to ``root`` (default: the list's folder).
+    Id: ``<target>_<SNR1>_<interferer>_<SNR2>`` (file stems)."""
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise DdtseError(f"extraction list not found: {list_path}")
+    root = Path(root) if root is not None else list_path.parent
+    items = []
+    for lineno, line in enumerate(list_path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{list_path}:{lineno}"
+        if len(parts) != 5:
+            raise DdtseError(f"{where}: expected 'target SNR interferer -SNR enrollment', got {len(parts)} fields")
+        try:
+            snr1, snr2 = float(parts[1]), float(parts[3])
+        except ValueError as exc:
+            raise DdtseError(f"{where}: SNR fields must be numbers, got {parts[1]!r} and {parts[3]!r}") from exc
+        target, interferer, enrollment = (Path(p if os.path.isabs(p) else str(root / p))
+                                          for p in (parts[0], parts[2], parts[4]))
+        items.append(Item(f"{target.stem}_{snr1:g}_{interferer.stem}_{snr2:g}", None, enrollment,
+                          reference=target, interferer=interferer, snrs=(snr1, snr2)))
+    if not items:
+        raise DdtseError(f"extraction list is empty: {list_path}")
+    return items
 
 
 def mix_at_snrs(target: np.ndarray, target_snr: float, interferer: np.ndarray, interferer_snr: float,

@@ -31,7 +31,7 @@ from ddtse.registry import DATASETS
 
 
 def _extr_list_pool(list_path: str, root: str | None) -> UtterancePool:
-    from ddtse.data.items import items_from_extraction_list
+    from ddtse.data.lists import items_from_extraction_list
 
     seen, utterances = set(), []
     for entry in items_from_extraction_list(list_path, root):

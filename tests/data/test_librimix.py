@@ -12,7 +12,7 @@ import soundfile as sf
 from data_helpers import RATE, SPEAKER_FREQ, dominant_frequency, subset_rows
 from ddtse.cli.prepare import prepare_libri2mix_main
 from ddtse.data.base import speaker_of
-from ddtse.data.items import items_from_librimix
+from ddtse.data.librimix import items_from_librimix
 from ddtse.data.librimix import (
     MAP_NAME,
     Libri2MixDataset,

@@ -8,7 +8,7 @@ import pytest
 
 from data_helpers import RATE
 from ddtse.cli.prepare import make_extr_lists_main
-from ddtse.data.items import items_from_extraction_list
+from ddtse.data.lists import items_from_extraction_list
 from ddtse.data.lists import ExtrListDataset, make_extr_lines
 from ddtse.errors import DdtseError
 
