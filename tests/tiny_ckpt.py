@@ -23,10 +23,28 @@ def _backbone(time_conditional: bool) -> dict:
             "time_conditional": time_conditional, "bottleneck_fusion": True}
 
 
+#: the discriminative kinds: TD-SpeakerBeam variants and DPTNet
+DISCRIMINATIVE_MODELS = {
+    "tsb": TSB_MODEL,
+    "tsb_asa": dict(TSB_MODEL, adaptation="asa"),
+    "tsb_asa_mp": dict(TSB_MODEL, adaptation="asa_mp", mp_kernel=4),
+    "tsb_ipd": dict(TSB_MODEL, ipd=True, ipd_fft_factor=2, ipd_dim=8),
+    "dptnet": dict(name="dptnet", n=8, e=16, k=6, d=1, heads=2, lstm_hidden=4, window=8),
+}
+
+
 def tiny_config(kind: str, sr: int = 8000) -> dict:
-    """``kind``: "tsb" (TD-SpeakerBeam), "ddtse" or "sgmse" (tiny NCSN++), at ``sr``."""
-    if kind == "tsb":
-        return {"seed": 0, "data": {"sample_rate": sr}, "model": dict(TSB_MODEL),
+    """``kind``: one of DISCRIMINATIVE_MODELS, "tsb_speaker" / "tsb_ecapa" (TSB with a spectral /
+    ECAPA-TDNN speaker encoder as its clue), "ddtse" or "sgmse" (tiny NCSN++), at ``sr``."""
+    if kind in DISCRIMINATIVE_MODELS or kind in ("tsb_speaker", "tsb_ecapa"):
+        model = dict(DISCRIMINATIVE_MODELS.get(kind, TSB_MODEL))
+        if kind == "tsb_speaker":
+            model["speaker"] = _speaker(sr)
+        elif kind == "tsb_ecapa":  # the demo's clue: an ECAPA-TDNN (here untrained and tiny)
+            model["speaker"] = {"name": "ecapa_tdnn", "emb_dim": 16, "sample_rate": sr, "n_fft": 128,
+                                "win_length": 100, "hop_length": 40, "n_mels": 20, "channels": 16,
+                                "se_channels": 8, "attention_channels": 8}
+        return {"seed": 0, "data": {"sample_rate": sr}, "model": model,
                 "system": {"name": "discriminative", "lr": 1e-3, "ema_decay": 0.0}}
     name, tc, sampler = {"ddtse": ("ddtse", False, {"K": 1, "seed": 100}),
                          "sgmse": ("sgmse", True, {"N": 2, "seed": 100})}[kind]

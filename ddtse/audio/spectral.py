@@ -9,6 +9,21 @@ import torch.nn.functional as F
 from ddtse.errors import DdtseError
 
 
+def stft_parts(wav: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor,
+               center: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real and imaginary parts (..., F, N) of ``torch.stft``. While the model is traced for export
+    (ONNX has no complex tensors) the same transform runs in its real-valued form."""
+    if torch.jit.is_tracing():
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # return_complex=False is deprecated, and the only exportable form
+            spec = torch.stft(wav, n_fft, hop_length, win_length, window, center=center, return_complex=False)
+        return spec[..., 0], spec[..., 1]
+    spec = torch.stft(wav, n_fft, hop_length, win_length, window, center=center, return_complex=True)
+    return spec.real, spec.imag
+
+
 @dataclass
 class SpecConfig:
     """STFT and compression settings. ``for_rate`` scales the 16 kHz defaults to other rates."""

@@ -18,7 +18,8 @@ ALIASES = (
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Extract the target speaker with any trained checkpoint.")
-    p.add_argument("--ckpt", required=True, help="checkpoint of any model (DDTSE, SGMSE+, TD-SpeakerBeam, DPTNet)")
+    p.add_argument("--ckpt", required=True, help="checkpoint of any model (DDTSE, SGMSE+, TD-SpeakerBeam, DPTNet), "
+                                                 "or an exported .onnx file (ddtse export)")
     p.add_argument("--refine_ckpt", help="X+DDTSE: refine --ckpt's output with this checkpoint "
                    "(a system that can refine, e.g. DDTSE)")
     src = p.add_argument_group("input (choose one)")
@@ -59,6 +60,7 @@ def main(argv=None):
     from pathlib import Path
 
     from ddtse.errors import DdtseError
+    from ddtse.export import load_extractor
     from ddtse.extract import ChainExtractor, Extractor
     from ddtse.data.items import item_from_pair, items_from_folder, items_from_list
     from ddtse.data.librimix import items_from_librimix
@@ -89,7 +91,7 @@ def main(argv=None):
     if args.limit is not None:
         items = items[: args.limit]
 
-    extractor = Extractor.load(args.ckpt, args.device)
+    extractor = load_extractor(args.ckpt, args.device)
     if args.refine_ckpt:
         refiner = Extractor.load(args.refine_ckpt, args.device)
         if not refiner.can_refine:

@@ -20,6 +20,8 @@ VERBS = {
                         "data/make_extr_lists.py"),
     "make_demo_corpus": ("ddtse.cli.prepare", "make_demo_corpus_main",
                          "render the small Libri2Mix-shaped demo corpus (espeak-ng voices)", "data/make_demo_corpus.py"),
+    "export": ("ddtse.cli.export", "main", "export a discriminative extractor to ONNX or TorchScript",
+               "python -m ddtse.cli.export"),
     "slice": ("ddtse.cli.slicer", "main", "cut long recordings into training clips at silences", "slicer.py"),
     "report": ("ddtse.cli.report", "main", "collect scores into a results table and plot spectrograms",
                "python -m ddtse.cli.report"),

@@ -39,9 +39,18 @@ class ImprovedTransformerLayer(nn.Module):
         self.norm_ff = nn.LayerNorm(n)
         self.dropout = nn.Dropout(dropout)
 
+    def self_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.mha(x, x, x)`` computed from its own weights with scaled_dot_product_attention:
+        the same result, and it traces with dynamic shapes (ONNX export)."""
+        mha, (b, length, n) = self.mha, x.shape
+        heads = mha.num_heads
+        q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.reshape(b, length, heads, n // heads).transpose(1, 2) for t in (q, k, v))
+        att = F.scaled_dot_product_attention(q, k, v, dropout_p=mha.dropout if self.training else 0.0)
+        return mha.out_proj(att.transpose(1, 2).reshape(b, length, n))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        att, _ = self.mha(x, x, x, need_weights=False)
-        x = self.norm_mha(x + self.dropout(att))
+        x = self.norm_mha(x + self.dropout(self.self_attention(x)))
         ff, _ = self.lstm(x)
         ff = self.linear(self.dropout(F.relu(ff)))
         return self.norm_ff(x + self.dropout(ff))
@@ -124,13 +133,19 @@ class DPTNet(nn.Module):
         chunks = F.unfold(x.unsqueeze(-1), kernel_size=(self.k, 1), padding=(self.k, 0), stride=(hop, 1))
         return chunks.reshape(b, n, self.k, -1)
 
-    def _merge(self, x: torch.Tensor, length: int) -> torch.Tensor:
+    def _merge(self, x: torch.Tensor, length) -> torch.Tensor:
+        """Overlap-add of chunks (B, N, K, S) back to (B, N, length), the sum ``F.fold`` computes,
+        written with pads and reshapes so that it exports with a dynamic length (ONNX col2im cannot)."""
         b, n, k, s = x.shape
         hop = self.k // 2
-        out = F.fold(
-            x.reshape(b, n * k, s), output_size=(length, 1), kernel_size=(self.k, 1), padding=(self.k, 0), stride=(hop, 1)
-        )
-        return out.reshape(b, n, length)
+        pieces = -(-k // hop)
+        total = None
+        for p in range(pieces):  # rows p*hop.. of every chunk j land in output block j + p
+            piece = x[:, :, p * hop : (p + 1) * hop, :]
+            piece = F.pad(piece, (p, pieces - 1 - p, 0, hop - piece.shape[2]))
+            total = piece if total is None else total + piece
+        out = total.permute(0, 1, 3, 2).reshape(b, n, -1)  # block-major: sample m * hop + i
+        return out[:, :, k : k + length]
 
     @property
     def in_audio_channels(self) -> int:
@@ -141,8 +156,12 @@ class DPTNet(nn.Module):
         """Shortest input: one encoder window."""
         return self.window
 
-    def padded_length(self, t: int) -> int:
-        """Smallest length >= t (and >= window) that is a whole number of encoder hops."""
+    def padded_length(self, t):
+        """Smallest length >= t (and >= window) that is a whole number of encoder hops (an int, or
+        an int tensor while the model is traced for export)."""
+        if torch.is_tensor(t):
+            t = t.clamp_min(self.window)
+            return t + torch.remainder(self.stride - torch.remainder(t - self.window, self.stride), self.stride)
         t = max(t, self.window)
         rest = (t - self.window) % self.stride
         return t if rest == 0 else t + self.stride - rest

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ddtse.audio.spectral import stft_parts
 from ddtse.errors import DdtseError
 from ddtse.registry import MODELS
 
@@ -131,9 +132,8 @@ class SpectralSpeakerEncoder(nn.Module):
         wav = enrollment.float()
         if wav.shape[-1] < self.n_fft:
             wav = F.pad(wav, (0, self.n_fft - wav.shape[-1]))
-        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window,
-                          center=False, return_complex=True)
-        power = spec.real**2 + spec.imag**2
+        real, imag = stft_parts(wav, self.n_fft, self.hop_length, self.win_length, self.window)
+        power = real**2 + imag**2
         if self.mel is not None:
             power = torch.matmul(self.mel, power)
         return torch.log(power + 1e-6)
@@ -209,9 +209,8 @@ class _LogMel(nn.Module):
         wav = (wav * valid).float()
         if wav.shape[-1] < self.n_fft:
             wav = F.pad(wav, (0, self.n_fft - wav.shape[-1]))
-        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window,
-                          center=False, return_complex=True)
-        feats = torch.log(torch.matmul(self.mel, spec.real**2 + spec.imag**2) + 1e-6)
+        real, imag = stft_parts(wav, self.n_fft, self.hop_length, self.win_length, self.window)
+        feats = torch.log(torch.matmul(self.mel, real**2 + imag**2) + 1e-6)
         frames = torch.clamp((lengths - self.n_fft) // self.hop_length + 1, min=1)
         mask = torch.arange(feats.shape[-1], device=feats.device)[None, :] < frames[:, None]
         mean, _ = masked_mean_std(feats, mask)

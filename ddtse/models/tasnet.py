@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ddtse.audio.spectral import stft_parts
 from ddtse.errors import DdtseError
 from ddtse.registry import MODELS
 
@@ -104,13 +105,7 @@ def pool_frames(h: torch.Tensor, kernel: int) -> torch.Tensor:
     """Average-pool (B, C, K) with kernel = stride = ``kernel``, ceil mode: (B, C, ceil(K/kernel)).
 
     The last window averages only the frames that exist (K mod kernel of them when non-zero)."""
-    k = h.shape[-1]
-    pooled = math.ceil(k / kernel)
-    padded = F.pad(h, (0, pooled * kernel - k))
-    sums = padded.reshape(*h.shape[:-1], pooled, kernel).sum(-1)
-    counts = torch.full((pooled,), float(kernel), dtype=h.dtype, device=h.device)
-    counts[-1] = k - (pooled - 1) * kernel
-    return sums / counts
+    return F.avg_pool1d(h, kernel, stride=kernel, ceil_mode=True)  # the last window: only its frames
 
 
 def asa_scaling(h: torch.Tensor, e: torch.Tensor, pool: int = 1,
@@ -291,12 +286,18 @@ class TDSpeakerBeam(nn.Module):
         side = (self.ipd_fft - self.L) // 2
         x = F.pad(x, (side, self.ipd_fft - self.L - side))
         b = x.shape[0]
-        spec = torch.stft(x.reshape(2 * b, -1), self.ipd_fft, hop_length=self.stride,
-                          win_length=self.ipd_fft, window=self.ipd_window.float(),
-                          center=False, return_complex=True)
-        spec = spec.reshape(b, 2, *spec.shape[-2:])  # (B, 2, F, K)
-        ipd = torch.angle(spec[:, 1]) - torch.angle(spec[:, 0])
-        return torch.cat([torch.cos(ipd), torch.sin(ipd)], dim=1)
+        real, imag = stft_parts(x.reshape(2 * b, -1), self.ipd_fft, self.stride, self.ipd_fft,
+                                self.ipd_window.float())
+        real, imag = (part.reshape(b, 2, *part.shape[-2:]) for part in (real, imag))  # (B, 2, F, K)
+        # unit phasors (angle 0 where a bin is zero, as torch.angle), then cos/sin of their angle
+        # difference without atan2 (whose exported form is undefined at 0/0)
+        mag = torch.sqrt(real**2 + imag**2)
+        zero = mag == 0
+        ur = torch.where(zero, torch.ones_like(real), real / mag.clamp_min(1e-30))
+        ui = torch.where(zero, torch.zeros_like(imag), imag / mag.clamp_min(1e-30))
+        cos = ur[:, 1] * ur[:, 0] + ui[:, 1] * ui[:, 0]
+        sin = ui[:, 1] * ur[:, 0] - ur[:, 1] * ui[:, 0]
+        return torch.cat([cos, sin], dim=1)
 
     def embed(self, enrollment: torch.Tensor, enrollment_lengths: torch.Tensor | None = None):
         """Speaker embedding (B, E) of enrollment (B, Te): mean over the valid frames."""

@@ -75,6 +75,15 @@ class ExtractionSystem(L.LightningModule):
         return merged
 
     # -- the extractor protocol ------------------------------------------------------------
+    def export_module(self) -> torch.nn.Module:
+        """The (EMA) network as one module ``forward(mixture (B, C, T), lengths (B,)[, enrollment
+        (B, Te), enrollment_lengths (B,)]) -> estimate (B, T)`` for ONNX/TorchScript export
+        (ddtse/export.py); systems whose extraction is a Python loop (a sampler) cannot."""
+        from ddtse.errors import DdtseError
+
+        raise DdtseError(f"a '{self.registry_name}' checkpoint cannot be exported: its extraction is a "
+                         "sampler loop in Python, not one network call (export a discriminative extractor)")
+
     @classmethod
     def sampler_options(cls) -> dict:
         """{name: (type, built-in default, help)} of the options ``extract_batch`` takes."""

@@ -39,6 +39,27 @@ def model_needs_enrollment(model_or_config) -> bool:
     return bool(model_declares(model_or_config, "needs_enrollment"))
 
 
+def call_extractor_model(model: torch.nn.Module, batch: dict, return_aux: bool = False):
+    """Call the extractor on a batch: ``model(mixture, enrollment, enrollment_lengths)`` or ``model(mixture)``.
+
+    Returns the estimate (B, T), or with ``return_aux`` a dict with at least ``estimate``."""
+    mixture = batch["mixture"]
+    kwargs = {}
+    if return_aux and model_declares(model, "returns_aux"):
+        kwargs["return_aux"] = True
+    if batch.get("lengths") is not None and model_declares(model, "accepts_lengths"):
+        kwargs["lengths"] = batch["lengths"]
+    if model_needs_enrollment(model):
+        if batch.get("enrollment") is None:
+            raise DdtseError("this extractor needs an enrollment, but the batch has none")
+        out = model(mixture, batch["enrollment"], batch.get("enrollment_lengths"), **kwargs)
+    else:
+        out = model(mixture, **kwargs)
+    if return_aux:
+        return out if isinstance(out, dict) else {"estimate": out}
+    return out["estimate"] if isinstance(out, dict) else out
+
+
 @SYSTEMS.register("discriminative")
 class DiscriminativeSystem(ExtractionSystem):
     """Negative SI-SDR (length-masked) + optional speaker cross-entropy; one network call per item."""
@@ -63,24 +84,8 @@ class DiscriminativeSystem(ExtractionSystem):
         return max(int(model_declares(self.model, "min_input_samples")), 2)
 
     def run_model(self, model: torch.nn.Module, batch: dict, return_aux: bool = False):
-        """Call the extractor on a batch: ``model(mixture, enrollment, enrollment_lengths)`` or ``model(mixture)``.
-
-        Returns the estimate (B, T), or with ``return_aux`` a dict with at least ``estimate``."""
-        mixture = batch["mixture"]
-        kwargs = {}
-        if return_aux and model_declares(model, "returns_aux"):
-            kwargs["return_aux"] = True
-        if batch.get("lengths") is not None and model_declares(model, "accepts_lengths"):
-            kwargs["lengths"] = batch["lengths"]
-        if model_needs_enrollment(model):
-            if batch.get("enrollment") is None:
-                raise DdtseError("this extractor needs an enrollment, but the batch has none")
-            out = model(mixture, batch["enrollment"], batch.get("enrollment_lengths"), **kwargs)
-        else:
-            out = model(mixture, **kwargs)
-        if return_aux:
-            return out if isinstance(out, dict) else {"estimate": out}
-        return out["estimate"] if isinstance(out, dict) else out
+        """Call the extractor on a batch (``call_extractor_model``)."""
+        return call_extractor_model(model, batch, return_aux)
 
     def _loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         out = self.run_model(model, batch, return_aux=True)
@@ -120,6 +125,10 @@ class DiscriminativeSystem(ExtractionSystem):
         estimate = self.run_model(model, batch)
         return estimate, {"nfe": 1}
 
+    def export_module(self) -> torch.nn.Module:
+        """The EMA extractor behind the batch interface of ``run_model``, for export (one network call)."""
+        return _ExportedExtractor(self, self.inference_model(use_ema=True)).eval()
+
     # --- optional loudness term (focused extractor; spec frontends.md section 4, f0291d5) ---------
     # ``system.rms_loss_weight`` w (0 = off): adds w * mean_b |RMS(estimate_b) - RMS(target_b)| over
     # the valid samples, so a scale-invariant model also learns the target's level (128 upstream).
@@ -134,3 +143,18 @@ class DiscriminativeSystem(ExtractionSystem):
         term = (rms(estimate) - rms(target)).abs().mean()
         logs["rms_loss"] = term.detach()
         return weight * term
+
+
+class _ExportedExtractor(torch.nn.Module):
+    """``forward(mixture, lengths[, enrollment, enrollment_lengths]) -> estimate`` of a one-pass model."""
+
+    def __init__(self, system: DiscriminativeSystem, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.needs_enrollment = bool(system.needs_enrollment)
+
+    def forward(self, mixture, lengths, enrollment=None, enrollment_lengths=None):
+        batch = {"mixture": mixture, "lengths": lengths}
+        if self.needs_enrollment:
+            batch.update(enrollment=enrollment, enrollment_lengths=enrollment_lengths)
+        return call_extractor_model(self.model, batch)

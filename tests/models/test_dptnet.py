@@ -42,6 +42,35 @@ def test_fold_inverts_split_up_to_overlap_count():
     assert torch.allclose(merged / ones, x, atol=1e-6)  # every frame is covered (twice, 50 % overlap)
 
 
+@pytest.mark.parametrize("k, length", [(6, 23), (7, 23), (2, 5), (250, 301), (9, 1)])
+def test_merge_equals_fold(k, length):
+    """The exportable overlap-add equals F.fold's sum (the layout _split's unfold makes), any k."""
+    import torch.nn.functional as F
+
+    model = tiny(k=k)
+    chunks = torch.randn(2, 3, k, model._split(torch.randn(2, 3, length)).shape[-1])
+    b, n, kk, s = chunks.shape
+    fold = F.fold(chunks.reshape(b, n * kk, s), output_size=(length, 1), kernel_size=(k, 1), padding=(k, 0),
+                  stride=(k // 2, 1)).reshape(b, n, length)
+    assert torch.allclose(model._merge(chunks, length), fold, atol=1e-6)
+
+
+def test_self_attention_equals_torch_multihead_attention():
+    from ddtse.models.dptnet import ImprovedTransformerLayer
+
+    torch.manual_seed(0)
+    layer = ImprovedTransformerLayer(8, 2, 4).eval()
+    x = torch.randn(3, 11, 8)
+    expected, _ = layer.mha(x, x, x, need_weights=False)
+    assert torch.allclose(layer.self_attention(x), expected, atol=1e-6)
+
+
+def test_padded_length_int_and_tensor_agree():
+    model = tiny(window=8)
+    for t in (1, 7, 8, 9, 12, 13, 100):
+        assert int(model.padded_length(torch.tensor(t))) == model.padded_length(t)
+
+
 def test_registry_config_and_attributes():
     cfg = load_config(CONF / "model" / "dptnet_tiny.yaml")["model"]
     model = MODELS.build(cfg)
