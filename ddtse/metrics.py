@@ -56,6 +56,20 @@ def masked_si_sdr(estimate: torch.Tensor, reference: torch.Tensor, lengths: torc
     return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
 
 
+def absent_energy_db(estimate: torch.Tensor, mixture: torch.Tensor, lengths: torch.Tensor | None,
+                       tau: float = 1e-3) -> torch.Tensor:
+    """Output energy (B,) relative to the mixture, 10 log10(||estimate||^2 / ||mixture||^2 + tau) dB,
+    over the valid samples. With ``tau`` > 0 it is the loss for items whose target is absent, minimal
+    (10 log10 tau) for an output more than -10 log10 tau dB below the mixture (the soft threshold
+    keeps it from chasing exact zeros); with ``tau`` = 0 the measurement."""
+    n = estimate.shape[-1]
+    mask = torch.ones_like(estimate) if lengths is None else \
+        (torch.arange(n, device=estimate.device)[None, :] < lengths[:, None]).to(estimate.dtype)
+    est = (estimate.float() * mask).pow(2).sum(-1)
+    mix = (mixture.float() * mask).pow(2).sum(-1).clamp_min(1e-8)
+    return 10.0 * torch.log10((est / mix + tau).clamp_min(1e-12))
+
+
 def pesq_mode(sample_rate: int) -> tuple[int, str]:
     """(rate PESQ runs at, mode): 8 kHz -> NB, 16 kHz -> WB, anything else resampled to 16 kHz WB."""
     if sample_rate == 8000:
@@ -107,7 +121,7 @@ SELECT_MARGIN_DB = 1.0  # an estimate "selects" the target when it is this much 
 DNSMOS_RATE = 16000
 DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 METRIC_NAMES = ("si_sdr", "si_sdri", "pesq", "estoi", "si_sdr_interferer", "confusion", "selected", "accepted",
-                *DNSMOS_METRICS, "spk_sim")
+                "absent_energy_db", *DNSMOS_METRICS, "spk_sim")
 DEFAULT_METRICS = ("si_sdr", "si_sdri", "pesq", "estoi")
 #: metrics that need no clean reference (they judge the estimate alone, or against the enrollment)
 NON_INTRUSIVE = (*DNSMOS_METRICS, "spk_sim")
@@ -151,6 +165,18 @@ def dnsmos_scores(estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
             "dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_p808": float(out["p808_mos"])}
 
 
+def is_silent(wav: np.ndarray) -> bool:
+    """A reference this quiet (peak below -120 dBFS) is an absent target."""
+    return wav.size == 0 or float(np.max(np.abs(wav))) < 1e-6
+
+
+def energy_ratio_db(estimate: np.ndarray, mixture: np.ndarray) -> float:
+    """10 log10(||estimate||^2 / ||mixture||^2) in dB, floored at -120 dB (absent-target items)."""
+    est = float(np.sum(np.square(estimate, dtype=np.float64)))
+    mix = max(float(np.sum(np.square(mixture, dtype=np.float64))), 1e-20)
+    return 10.0 * math.log10(max(est / mix, 1e-12))
+
+
 def cosine_similarity(a: np.ndarray, b: np.ndarray, eps: float = EPS) -> float:
     """Cosine of the angle between two embedding vectors (D,), in [-1, 1]."""
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
@@ -173,6 +199,12 @@ def compute_metrics(reference: np.ndarray | None, estimate: np.ndarray, sample_r
     ref = reference[:n] if reference is not None else None
     out: dict[str, float] = {}
     wanted = set(metrics)
+    if ref is not None and is_silent(ref):  # an absent-target item: only the output energy means anything
+        if "absent_energy_db" in wanted and mixture is not None:
+            out["absent_energy_db"] = energy_ratio_db(est, mixture[:n])
+        if wanted & set(DNSMOS_METRICS):
+            out.update({k: v for k, v in dnsmos_scores(estimate, sample_rate).items() if k in wanted})
+        return out
     if ref is not None and wanted & {"si_sdr", "si_sdri", "confusion", "selected", "accepted"}:
         out["si_sdr"] = float(si_sdr(est, ref))
     if ref is not None and mixture is not None and wanted & {"si_sdri", "accepted"}:

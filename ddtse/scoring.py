@@ -21,8 +21,8 @@ from tqdm import tqdm
 from ddtse.audio.io import audio_info, find_audio_files, load_audio, resample
 from ddtse.data.items import Item
 from ddtse.errors import DdtseError
-from ddtse.metrics import (DEFAULT_METRICS, DNSMOS_METRICS, NEEDS_INTERFERER, NON_INTRUSIVE,
-                           compute_metrics, cosine_similarity, pesq_mode)
+from ddtse.metrics import (DEFAULT_METRICS, DNSMOS_METRICS, NEEDS_INTERFERER, NON_INTRUSIVE, compute_metrics,
+                           cosine_similarity, is_silent, pesq_mode)
 
 LENGTH_TOLERANCE_MS = 10.0  # an estimate this much longer/shorter than its reference is trimmed
 SILENCE_PEAK = 1e-6  # an estimate whose peak is below this (-120 dBFS) is refused as silent
@@ -275,7 +275,8 @@ def _measure(item: Item) -> dict:
     else:
         est, sr = _load_first_channel(item.estimate)
         est_rate = sr
-    if float(np.max(np.abs(est))) < SILENCE_PEAK:
+    absent = ref is not None and is_silent(ref)  # target absent: a silent estimate is the right answer
+    if not absent and float(np.max(np.abs(est))) < SILENCE_PEAK:
         raise DdtseError(f"the estimate {item.estimate} is silent (peak below -120 dBFS)")
     mix = _load_first_channel(item.mixture, sr)[0] if item.mixture is not None else None
     interferer = _load_first_channel(item.interferer, sr)[0] if item.interferer is not None else None
@@ -325,6 +326,8 @@ def check_request(items: list[Item], metrics, speaker_ckpt=None) -> None:
                          "give --interferer_dir (folder mode), or a Libri2Mix split with s1/ and s2/")
     if "accepted" in metrics and lacking("mixture"):
         raise DdtseError("accepted (SI-SDRi > 1 dB) needs the mixture: give --mix_dir")
+    if "absent_energy_db" in metrics and lacking("mixture"):
+        raise DdtseError("absent_energy_db (output energy re the mixture) needs the mixture: give --mix_dir")
     if "spk_sim" in metrics:
         if speaker_ckpt is None:
             raise DdtseError("spk_sim needs --speaker_ckpt (a checkpoint whose model has a speaker encoder)")
@@ -396,6 +399,7 @@ METRIC_LABELS = {
     "si_sdr": "SI-SDR (dB)", "si_sdri": "SI-SDRi (dB)", "estoi": "ESTOI",
     "si_sdr_interferer": "SI-SDR to interferer (dB)", "confusion": "confusion rate",
     "selected": "selection rate (target > interferer + 1 dB)",
+    "absent_energy_db": "output energy re mixture, absent-target items (dB)",
     "accepted": "acceptance rate (SI-SDRi > 1 dB)", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
     "dnsmos_ovrl": "DNSMOS OVRL", "dnsmos_p808": "DNSMOS P.808", "spk_sim": "speaker similarity (cos)",
 }

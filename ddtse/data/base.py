@@ -207,7 +207,16 @@ class EmbeddingMap:
 
 class ExtractionDataset(torch.utils.data.Dataset):
     """Base for TSE datasets: keeps rate/seed/train flags, enrollment options and an optional
-    embedding map. Subclasses implement ``__len__`` and ``make_item(index, epoch)``."""
+    embedding map. Subclasses implement ``__len__`` and ``make_item(index, epoch)``.
+
+    ``absent_target_prob`` (0 = off): that share of items, drawn per item (and per epoch in
+    training) from the seed, has its target speaker removed: mixture - target as the mixture, a
+    silent target, ``absent: True`` (the enrollment stays the target's). Only datasets whose
+    mixture is exactly target + rest (``supports_absent_target``) offer it.
+    """
+
+    #: the mixture is target + the rest, sample for sample (so mixture - target lacks the target)
+    supports_absent_target = False
 
     def __init__(
         self,
@@ -220,6 +229,7 @@ class ExtractionDataset(torch.utils.data.Dataset):
         min_enrollment_seconds: float = 0.0,
         resample: bool = True,
         embedding_map: str | None = None,
+        absent_target_prob: float = 0.0,
     ):
         if not sample_rate or int(sample_rate) <= 0:
             raise DdtseError(f"sample_rate must be a positive integer, got {sample_rate!r}")
@@ -231,14 +241,32 @@ class ExtractionDataset(torch.utils.data.Dataset):
         self.min_enrollment_seconds = float(min_enrollment_seconds or 0.0)
         self.allow_resample = bool(resample)
         self.embeddings = EmbeddingMap(embedding_map) if embedding_map else None
+        self.absent_target_prob = float(absent_target_prob or 0.0)
+        if not 0.0 <= self.absent_target_prob <= 1.0:
+            raise DdtseError(f"absent_target_prob must be in [0, 1], got {absent_target_prob!r}")
+        if self.absent_target_prob and not self.supports_absent_target:
+            raise DdtseError(f"absent_target_prob: the {type(self).__name__} dataset cannot remove the target "
+                             "from its mixtures (use libri2mix or extr_list)")
 
     def __getitem__(self, key) -> dict:
         index, epoch = split_key(key)
         if not 0 <= index < len(self):
             raise IndexError(index)
         item = self.make_item(index, epoch if self.train else 0)
+        if self.absent_target_prob:
+            item = self._maybe_remove_target(item, index, epoch if self.train else 0)
         if self.embeddings is not None:
             item["embedding"] = self.embeddings.load(item["id"])
+        return item
+
+    def _maybe_remove_target(self, item: dict, index: int, epoch: int) -> dict:
+        """With probability ``absent_target_prob`` (from seed, index, epoch): the item without its target."""
+        rng = np.random.default_rng([self.seed, index, epoch, 0xAB5E])
+        item["absent"] = bool(rng.random() < self.absent_target_prob)
+        if item["absent"]:
+            mixture = np.asarray(item["mixture"], dtype=np.float32)
+            item["mixture"] = (mixture - item["target"]).astype(np.float32)  # (T,), or (C, T): every channel
+            item["target"] = np.zeros_like(item["target"])
         return item
 
     def make_item(self, index: int, epoch: int) -> dict:  # pragma: no cover - abstract

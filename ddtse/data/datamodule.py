@@ -75,6 +75,8 @@ def collate_batch(items: list[dict]) -> dict:
         batch["enrollment"], batch["enrollment_lengths"] = _pad_stack([np.asarray(it["enrollment"]) for it in items])
     if all("embedding" in it for it in items):
         batch["embedding"] = torch.from_numpy(np.stack([np.asarray(it["embedding"], np.float32) for it in items]))
+    if any("absent" in it for it in items):  # absent-target items (silent target)
+        batch["absent"] = torch.tensor([bool(it.get("absent", False)) for it in items])
     if all("group" in it for it in items):
         batch["group"] = [it["group"] for it in items]
     if all("speaker_index" in it for it in items):

@@ -318,6 +318,8 @@ class Libri2MixDataset(ExtractionDataset):
     ``resample``, ``embedding_map``, ``max_items`` (first N items, for quick runs).
     """
 
+    supports_absent_target = True  # the mixture is the sum of its (scaled) sources
+
     def __init__(
         self,
         *,

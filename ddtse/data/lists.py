@@ -77,6 +77,8 @@ class ExtrListDataset(ExtractionDataset):
     as in WSJ0 ``si_tr_s/<spk>/``).
     """
 
+    supports_absent_target = True  # the mixture is the sum of its (scaled) sources
+
     def __init__(self, *, sample_rate: int, seed: int = 0, train: bool = False, list: str | None = None,
                  root: str | None = None, mode: str = "min", **common):
         super().__init__(sample_rate=sample_rate, seed=seed, train=train, **common)

@@ -12,7 +12,7 @@ import torch
 from ddtse.checkpoint import CHECKPOINT_KEY, checkpoint_config, load_checkpoint
 from ddtse.config import get
 from ddtse.errors import DdtseError
-from ddtse.metrics import estoi_score, masked_si_sdr, pesq_score
+from ddtse.metrics import absent_energy_db, estoi_score, masked_si_sdr, pesq_score
 from ddtse.registry import MODELS
 
 
@@ -264,22 +264,34 @@ class ExtractionSystem(L.LightningModule):
         estimate, info = self.extract_batch(batch, use_ema=True, **opts)
         target, lengths = batch["target"], batch.get("lengths")
         n = min(estimate.shape[-1], target.shape[-1])
-        sdr = masked_si_sdr(estimate[..., :n].float(), target[..., :n].float(),
-                            None if lengths is None else lengths.clamp_max(n))
-        mix_sdr = masked_si_sdr(batch["mixture"][:, 0, :n].float(), target[..., :n].float(),
-                                None if lengths is None else lengths.clamp_max(n))
-        self.log("val/si_sdr", sdr.mean(), prog_bar=True, batch_size=bs, sync_dist=True)
-        self.log("val/si_sdri", (sdr - mix_sdr).mean(), batch_size=bs, sync_dist=True)
+        valid = None if lengths is None else lengths.clamp_max(n)
         self.log("val/nfe", float(info.get("nfe", 1)), batch_size=bs, sync_dist=True)
-        if batch.get("interferer") is not None:  # does the estimate follow the enrolled speaker?
-            wrong = masked_si_sdr(estimate[..., :n].float(), batch["interferer"][..., :n].float(),
-                                  None if lengths is None else lengths.clamp_max(n))
-            self.log("val/selection", (sdr > wrong + 1.0).float().mean(), batch_size=bs, sync_dist=True)
-            self.log("val/confusion", (wrong > sdr).float().mean(), batch_size=bs, sync_dist=True)
+        absent = batch.get("absent")
+        absent = torch.zeros(bs, dtype=torch.bool) if absent is None else absent.bool().cpu()
+        if bool(absent.any()):  # target absent: how far below the mixture the output stays (dB)
+            energy = absent_energy_db(estimate[..., :n], batch["mixture"][:, 0, :n], valid, 0.0)
+            self.log("val/absent_energy_db", energy[absent.to(energy.device)].mean(),
+                     batch_size=int(absent.sum()), sync_dist=True)
+        keep = (~absent).to(estimate.device)
+        present = int(keep.sum())
+        if present:
+            pick = lambda x: None if x is None else x[keep]  # noqa: E731  (present-target items only)
+            est, tgt, mix, vl = pick(estimate[..., :n].float()), pick(target[..., :n].float()), \
+                pick(batch["mixture"][:, 0, :n].float()), pick(valid)
+            sdr = masked_si_sdr(est, tgt, vl)
+            mix_sdr = masked_si_sdr(mix, tgt, vl)
+            self.log("val/si_sdr", sdr.mean(), prog_bar=True, batch_size=present, sync_dist=True)
+            self.log("val/si_sdri", (sdr - mix_sdr).mean(), batch_size=present, sync_dist=True)
+            if batch.get("interferer") is not None:  # does the estimate follow the enrolled speaker?
+                wrong = masked_si_sdr(est, pick(batch["interferer"][..., :n].float()), vl)
+                self.log("val/selection", (sdr > wrong + 1.0).float().mean(), batch_size=present, sync_dist=True)
+                self.log("val/confusion", (wrong > sdr).float().mean(), batch_size=present, sync_dist=True)
         budget = int(get(self.config, "system.val_metric_items", 4))
         for b in range(bs):
             if self._val_items_scored >= budget:
                 break
+            if bool(absent[b]):
+                continue
             length = int(lengths[b]) if lengths is not None else n
             ref = target[b, :length].float().cpu().numpy()
             est = estimate[b, :length].float().cpu().numpy()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ddtse.config import get
 from ddtse.errors import DdtseError
-from ddtse.metrics import masked_si_sdr
+from ddtse.metrics import absent_energy_db, masked_si_sdr
 from ddtse.registry import MODELS, SYSTEMS
 from ddtse.systems.base import ExtractionSystem
 
@@ -64,13 +64,15 @@ def call_extractor_model(model: torch.nn.Module, batch: dict, return_aux: bool =
 class DiscriminativeSystem(ExtractionSystem):
     """Negative SI-SDR (length-masked) + optional speaker cross-entropy; one network call per item."""
 
-    config_keys = {"speaker_loss_weight": float, "rms_loss_weight": float}
+    config_keys = {"speaker_loss_weight": float, "rms_loss_weight": float, "absent_threshold_db": float}
 
     def __init__(self, config: dict):
         super().__init__(config)
         # instance value, derived from the model (class value stays True for TD-SpeakerBeam)
         self.needs_enrollment = model_needs_enrollment(self.model)
         self.speaker_loss_weight = float(get(config, "system.speaker_loss_weight", 0.0) or 0.0)
+        # absent-target items: the loss stops rewarding silence this far below the mixture (dB)
+        self.absent_tau = 10.0 ** (-float(get(config, "system.absent_threshold_db", 30.0)) / 10.0)
         if self.speaker_loss_weight > 0 and getattr(self.model, "speaker_head", None) is None:
             raise DdtseError("system.speaker_loss_weight > 0 needs a model with a speaker head "
                              "(model.num_speakers > 0)")
@@ -92,10 +94,19 @@ class DiscriminativeSystem(ExtractionSystem):
         estimate, target = out["estimate"], batch["target"]
         n = min(estimate.shape[-1], target.shape[-1])
         lengths = batch.get("lengths")
-        sdr = masked_si_sdr(estimate[..., :n].float(), target[..., :n].float(),
-                            None if lengths is None else lengths.clamp_max(n))
-        loss = -sdr.mean()
-        logs = {"si_sdr": sdr.mean().detach()}
+        valid = None if lengths is None else lengths.clamp_max(n)
+        sdr = masked_si_sdr(estimate[..., :n].float(), target[..., :n].float(), valid)
+        absent = batch.get("absent")
+        if absent is not None and bool(absent.any()):  # SI-SDR is undefined there: output energy instead
+            energy = absent_energy_db(estimate[..., :n], batch["mixture"][:, 0, :n], valid, self.absent_tau)
+            per_item = torch.where(absent.to(sdr.device), energy, -sdr)
+            loss = per_item.mean()
+            present = ~absent.to(sdr.device)
+            logs = {"si_sdr": sdr[present].mean().detach() if bool(present.any()) else sdr.new_tensor(float("nan")),
+                    "absent_energy_loss": energy[absent.to(sdr.device)].mean().detach()}
+        else:
+            loss = -sdr.mean()
+            logs = {"si_sdr": sdr.mean().detach()}
         loss = loss + self._loudness_term(estimate[..., :n], target[..., :n], lengths, logs)
         if self.speaker_loss_weight > 0:
             if batch.get("speaker_index") is None:
