@@ -20,6 +20,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=100)
     p.add_argument("--device", default="auto")
     p.add_argument("--title", default=None)
+    p.add_argument("--metrics", default="si_sdr,si_sdri,pesq,estoi",
+                   help="comma-separated (as calc_metrics.py; e.g. absent_energy_db for absent-target items)")
     p.add_argument("overrides", nargs="*", help="dotted overrides of the config, e.g. data.test.num_items=40")
     return p.parse_args(argv)
 
@@ -41,8 +43,17 @@ def main(argv=None):
     if not section:
         raise DdtseError(f"the config has no data.{args.set} section")
     dataset = build_dataset(section, extractor.sample_rate, seed=int(config.get("seed", 0)), train=False)
-    report = score_dataset(extractor, dataset, Path(args.out_dir), limit=args.limit, title=args.title, seed=args.seed)
-    metrics = [m for m in ("si_sdr", "si_sdri", "pesq", "estoi") if m in report.summary]
+    from ddtse.metrics import METRIC_NAMES
+
+    wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in METRIC_NAMES or m in ("spk_sim", "si_sdr_interferer", "confusion",
+                                                                    "selected")]
+    if unknown:
+        raise DdtseError(f"evaluate cannot compute {', '.join(unknown)} (choose from si_sdr, si_sdri, pesq, estoi, "
+                         "accepted, absent_energy_db, dnsmos_*)")
+    report = score_dataset(extractor, dataset, Path(args.out_dir), limit=args.limit, title=args.title,
+                           metrics=wanted, seed=args.seed)
+    metrics = [m for m in wanted if m in report.summary]
     print(format_markdown(report.summary, metrics, args.title))
     print(f"wrote {args.out_dir}/per_utt.csv, summary.json, summary.md")
     return 0
