@@ -21,22 +21,28 @@ def _percent(value) -> str:
     return _fmt(None if value is None else 100.0 * value, 1)
 
 
+#: columns shown only when some row has them: metric -> (header, digits)
+OPTIONAL_COLUMNS = {"dnsmos_ovrl": ("DNSMOS OVRL", 2), "absent_energy_db": ("energy re mixture, target absent (dB)", 1)}
+
+
 def results_table(rows: list[dict]) -> str:
     """Markdown table; each row: system, scores (summary.json dict), inference (inference.json dict), note.
 
     ``selected (%)``: items whose SI-SDR to the target exceeds that to the interferer by 1 dB;
     ``confusion (%)``: items whose estimate is closer (SI-SDR) to the interfering speaker;
-    ``accepted (%)``: items with SI-SDRi > 1 dB (WeSep's acceptance rate)."""
-    lines = ["| system | SI-SDR (dB) | SI-SDRi (dB) | PESQ | ESTOI | NFE | RTF | selected (%) | confusion (%) "
-             "| accepted (%) "
-             "| items | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ``accepted (%)``: items with SI-SDRi > 1 dB (WeSep's acceptance rate). DNSMOS OVRL and the
+    absent-target energy get a column when some row has them."""
+    extra = [m for m in OPTIONAL_COLUMNS if any(m in (r.get("scores") or {}) for r in rows)]
+    lines = ["| system | SI-SDR (dB) | SI-SDRi (dB) | PESQ | ESTOI | " + "".join(f"{OPTIONAL_COLUMNS[m][0]} | " for m in extra)
+             + "NFE | RTF | selected (%) | confusion (%) | accepted (%) | items | note |",
+             "|---|---|---|---|---|" + "---|" * len(extra) + "---|---|---|---|---|---|---|"]
     for row in rows:
         s, inf = row.get("scores") or {}, row.get("inference") or {}
         mean = lambda m: (s.get(m) or {}).get("mean")  # noqa: E731
         lines.append(
             f"| {row['system']} | {_fmt(mean('si_sdr'))} | {_fmt(mean('si_sdri'))} | {_fmt(mean('pesq'))} "
-            f"| {_fmt(mean('estoi'), 3)} | {inf.get('nfe_per_item', '–') if inf else '–'} "
+            f"| {_fmt(mean('estoi'), 3)} | " + "".join(f"{_fmt(mean(m), OPTIONAL_COLUMNS[m][1])} | " for m in extra)
+            + f"{inf.get('nfe_per_item', '–') if inf else '–'} "
             f"| {_fmt(inf.get('rtf'), 3) if inf else '–'} | {_percent(mean('selected'))} "
             f"| {_percent(mean('confusion'))} "
             f"| {_percent(mean('accepted'))} | {s.get('n_items', '–')} | {row.get('note', '')} |"

@@ -26,3 +26,21 @@ def test_results_table_confusion_and_acceptance_percent(tmp_path):
     old_cells = dict(zip(columns, (c.strip() for c in old_row.split("|")[1:-1])))
     assert old_cells["confusion (%)"] == "–" and old_cells["accepted (%)"] == "–"
     assert gone_row.rstrip(" |").endswith("not run")
+
+
+def test_optional_columns_appear_only_when_scored(tmp_path):
+    scores = tmp_path / "s"
+    scores.mkdir()
+    (scores / "summary.json").write_text(json.dumps({"si_sdr": {"mean": 3.0}, "dnsmos_ovrl": {"mean": 2.345},
+                                                     "n_items": 4}))
+    plain = tmp_path / "p"
+    plain.mkdir()
+    (plain / "summary.json").write_text(json.dumps({"si_sdr": {"mean": 1.0}, "n_items": 4}))
+    header, rule, with_row, plain_row = results_table([load_row("a", scores), load_row("b", plain)]).strip().splitlines()
+    columns = [c.strip() for c in header.split("|")[1:-1]]
+    assert "DNSMOS OVRL" in columns and "energy re mixture, target absent (dB)" not in columns
+    assert rule.count("---") == len(columns)
+    cells = dict(zip(columns, (c.strip() for c in with_row.split("|")[1:-1])))
+    assert cells["DNSMOS OVRL"] == "2.35" and cells["NFE"] == "–"
+    assert dict(zip(columns, (c.strip() for c in plain_row.split("|")[1:-1])))["DNSMOS OVRL"] == "–"
+    assert "DNSMOS" not in results_table([load_row("b", plain)])
