@@ -299,7 +299,9 @@ def test_focused_recipe_help_and_unknown_option(tmp_path):
         proc = _bash([script, "--help"], cwd, env=env)
         assert proc.returncode == 0, proc.stderr
         assert "Per-speaker focused extractor" in proc.stdout and "Stages" in proc.stdout
-        for option in ("--stage 0", "--stop_stage 4", "--config conf/focused/tiny.yaml", "--speaker demo_target",
+        for option in ("--stage 0", "--stop_stage 7", "--config conf/focused/tiny.yaml",
+                       "--refiner_config conf/focused/ddtse_refiner_tiny.yaml", "--t_start 0.5", "--K 3",
+                       "--speaker demo_target",
                        "--data datasets/demo_focused", "--exp exp/focused_tiny", "--demo true", "--chunk_seconds 4",
                        "--overlap_seconds 1", "--device cpu", "--seed 0"):
             assert f"\n  {option}" in proc.stdout, option

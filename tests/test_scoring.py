@@ -81,11 +81,14 @@ def test_small_length_mismatch_trimmed_rate_mismatch_and_silent_reference(tmp_pa
                       "--out_dir", str(tmp_path / "s")]) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["n_trimmed"] >= 1 and summary["n_resampled"] == 1 and summary["n_failed"] == 0
-    assert summary["pesq"]["nan_count"] == 1 and summary["pesq"]["count"] == 2
+    # a silent reference is an absent target: scored by output energy only (absent_energy_db), so its
+    # SI-SDR, PESQ and ESTOI are left out rather than counted
+    assert summary["pesq"]["nan_count"] == 0 and summary["pesq"]["count"] == 2
+    assert summary["si_sdr"]["count"] == 2
     assert not (tmp_path / "s" / "failed.txt").exists()
     rows = (tmp_path / "s" / "per_utt.csv").read_text().splitlines()
     silent = [r for r in rows if r.startswith("silent,")][0].split(",")
-    assert silent[2] == ""  # PESQ cell empty (columns: id, si_sdr, pesq, estoi)
+    assert silent[1:4] == ["", "", ""]  # SI-SDR, PESQ, ESTOI cells empty (columns: id, si_sdr, pesq, estoi)
     rate = [r for r in rows if r.startswith("rate,")][0].split(",")
     assert float(rate[1]) > 25  # resampled estimate still matches
     long = [r for r in rows if r.startswith("long,")][0].split(",")
