@@ -81,16 +81,14 @@ def measure(model: str, threads: list[int], seconds: float, rounds: int, tmp: Pa
         onnx_ex = OnnxExtractor(onnx_path, threads=t)
         torch_ex.extract_batch(batch)  # warm-up
         onnx_ex.extract_batch(batch)
-        times = {"torch": [], "onnxruntime": []}
+        times, outputs = {"torch": [], "onnxruntime": []}, {}
         for _ in range(rounds):
             for name, ex in (("torch", torch_ex), ("onnxruntime", onnx_ex)):
                 start = time.perf_counter()
-                out, _ = ex.extract_batch(batch)
+                outputs[name], _ = ex.extract_batch(batch)
                 times[name].append(time.perf_counter() - start)
-                outputs = times.setdefault("_out", {})
-                outputs[name] = out
-        diff = float((times["_out"]["torch"] - times["_out"]["onnxruntime"]).abs().max())
-        medians = {k: statistics.median(v) for k, v in times.items() if not k.startswith("_")}
+        diff = float((outputs["torch"] - outputs["onnxruntime"]).abs().max())
+        medians = {k: statistics.median(v) for k, v in times.items()}
         rows.append({"model": model, "sample_rate": rate, "input_seconds": n / rate, "threads": t,
                      "torch_s": medians["torch"], "onnxruntime_s": medians["onnxruntime"],
                      "speedup": medians["torch"] / medians["onnxruntime"],

@@ -105,18 +105,21 @@ def _export_onnx(module, args, meta: dict, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def read_metadata(path: str | Path) -> dict:
-    """The ddtse metadata of an exported ONNX file (DdtseError when it has none)."""
+def open_onnx(path: str | Path, threads: int | None = None):
+    """(onnxruntime session, ddtse metadata) of an exported ONNX file; DdtseError when it is not one."""
     import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
     try:
-        session_meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise DdtseError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0]}") from exc
-    text = session_meta.custom_metadata_map.get(METADATA_KEY)
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if not text:
         raise DdtseError(f"{path} is an ONNX file without ddtse metadata (export it with `ddtse export`)")
-    return json.loads(text)
+    return session, json.loads(text)
 
 
 def load_extractor(path: str | Path, device: str | None = None) -> Extractor:
@@ -133,20 +136,14 @@ class OnnxExtractor(Extractor):
     this class only runs the network. It takes no sampler options (``seed`` is accepted and ignored)."""
 
     def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise DdtseError(f"ONNX file not found: {path}")
         if device not in (None, "auto", "cpu"):
             raise DdtseError(f"--device {device}: ONNX models run on the CPU here (use --device cpu or auto)")
-        self.meta = read_metadata(path)
+        self.session, self.meta = open_onnx(path, threads or torch.get_num_threads())
         if int(self.meta.get("format_version", 0)) > FORMAT_VERSION:
             raise DdtseError(f"{path} was exported by a newer ddtse (format {self.meta['format_version']})")
-        options = ort.SessionOptions()
-        threads = threads or torch.get_num_threads()
-        options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.name = f"{self.meta['system']}:onnx"
         self.device = "cpu"

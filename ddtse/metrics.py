@@ -165,9 +165,12 @@ def dnsmos_scores(estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
             "dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_p808": float(out["p808_mos"])}
 
 
+SILENCE_PEAK = 1e-6  # -120 dBFS: a signal whose peak is below this is silent
+
+
 def is_silent(wav: np.ndarray) -> bool:
-    """A reference this quiet (peak below -120 dBFS) is an absent target."""
-    return wav.size == 0 or float(np.max(np.abs(wav))) < 1e-6
+    """Peak below -120 dBFS (or no samples): a silent estimate, or a reference whose target is absent."""
+    return wav.size == 0 or float(np.max(np.abs(wav))) < SILENCE_PEAK
 
 
 def energy_ratio_db(estimate: np.ndarray, mixture: np.ndarray) -> float:

@@ -25,7 +25,6 @@ from ddtse.metrics import (DEFAULT_METRICS, DNSMOS_METRICS, NEEDS_INTERFERER, NO
                            cosine_similarity, is_silent, pesq_mode)
 
 LENGTH_TOLERANCE_MS = 10.0  # an estimate this much longer/shorter than its reference is trimmed
-SILENCE_PEAK = 1e-6  # an estimate whose peak is below this (-120 dBFS) is refused as silent
 
 
 @dataclass
@@ -276,7 +275,7 @@ def _measure(item: Item) -> dict:
         est, sr = _load_first_channel(item.estimate)
         est_rate = sr
     absent = ref is not None and is_silent(ref)  # target absent: a silent estimate is the right answer
-    if not absent and float(np.max(np.abs(est))) < SILENCE_PEAK:
+    if not absent and is_silent(est):
         raise DdtseError(f"the estimate {item.estimate} is silent (peak below -120 dBFS)")
     mix = _load_first_channel(item.mixture, sr)[0] if item.mixture is not None else None
     interferer = _load_first_channel(item.interferer, sr)[0] if item.interferer is not None else None
