@@ -169,10 +169,11 @@ class Extractor:
             start = time.perf_counter()
             outs, info = self._run([prepared[i] for i in group], [prepared[i]["id"] for i in group], opts)
             seconds = time.perf_counter() - start
-            total = sum(prepared[i]["wav"].shape[-1] for i in group)
+            # a share by length; an input that resamples to no samples (one frame) still counts one
+            weights = {i: max(1, prepared[i]["wav"].shape[-1]) for i in group}
             for i, est in zip(group, outs):
                 estimates[i] = est
-                infos[i] = dict(info, seconds=seconds * prepared[i]["wav"].shape[-1] / total)
+                infos[i] = dict(info, seconds=seconds * weights[i] / sum(weights.values()))
         for i, p in enumerate(prepared):
             if estimates[i] is None:
                 start = time.perf_counter()

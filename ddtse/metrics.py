@@ -70,6 +70,18 @@ def absent_energy_db(estimate: torch.Tensor, mixture: torch.Tensor, lengths: tor
     return 10.0 * torch.log10((est / mix + tau).clamp_min(1e-12))
 
 
+def level_error_db(estimate: torch.Tensor, reference: torch.Tensor, lengths: torch.Tensor | None,
+                   eps: float = 1e-8) -> torch.Tensor:
+    """|10 log10(||estimate||^2 / ||reference||^2)| (B,) over the valid samples: how far (dB) the
+    output's level is from the target's, the part of the error that SI-SDR ignores."""
+    n = estimate.shape[-1]
+    mask = torch.ones_like(estimate) if lengths is None else \
+        (torch.arange(n, device=estimate.device)[None, :] < lengths[:, None]).to(estimate.dtype)
+    est = (estimate.float() * mask).pow(2).sum(-1)
+    ref = (reference.float() * mask).pow(2).sum(-1)
+    return (10.0 * torch.log10((est + eps) / (ref + eps))).abs()
+
+
 def pesq_mode(sample_rate: int) -> tuple[int, str]:
     """(rate PESQ runs at, mode): 8 kHz -> NB, 16 kHz -> WB, anything else resampled to 16 kHz WB."""
     if sample_rate == 8000:
@@ -121,7 +133,7 @@ SELECT_MARGIN_DB = 1.0  # an estimate "selects" the target when it is this much 
 DNSMOS_RATE = 16000
 DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 METRIC_NAMES = ("si_sdr", "si_sdri", "pesq", "estoi", "si_sdr_interferer", "confusion", "selected", "accepted",
-                "absent_energy_db", *DNSMOS_METRICS, "spk_sim")
+                "absent_energy_db", "present_energy_db", *DNSMOS_METRICS, "spk_sim")
 DEFAULT_METRICS = ("si_sdr", "si_sdri", "pesq", "estoi")
 #: metrics that need no clean reference (they judge the estimate alone, or against the enrollment)
 NON_INTRUSIVE = (*DNSMOS_METRICS, "spk_sim")
@@ -220,6 +232,9 @@ def compute_metrics(reference: np.ndarray | None, estimate: np.ndarray, sample_r
         out["confusion"] = float(out["si_sdr_interferer"] > out["si_sdr"])
     if "selected" in wanted and "si_sdr" in out and "si_sdr_interferer" in out:
         out["selected"] = float(out["si_sdr"] > out["si_sdr_interferer"] + SELECT_MARGIN_DB)
+    if "present_energy_db" in wanted and ref is not None and mixture is not None:
+        # beside absent_energy_db: a model that is silent on absent items only by being quiet everywhere shows here
+        out["present_energy_db"] = energy_ratio_db(est, mixture[:n])
     if "pesq" in wanted and ref is not None:
         out["pesq"] = pesq_score(ref, est, sample_rate)
     if "estoi" in wanted and ref is not None:

@@ -325,8 +325,9 @@ def check_request(items: list[Item], metrics, speaker_ckpt=None) -> None:
                          "give --interferer_dir (folder mode), or a Libri2Mix split with s1/ and s2/")
     if "accepted" in metrics and lacking("mixture"):
         raise DdtseError("accepted (SI-SDRi > 1 dB) needs the mixture: give --mix_dir")
-    if "absent_energy_db" in metrics and lacking("mixture"):
-        raise DdtseError("absent_energy_db (output energy re the mixture) needs the mixture: give --mix_dir")
+    for energy in ("absent_energy_db", "present_energy_db"):
+        if energy in metrics and lacking("mixture"):
+            raise DdtseError(f"{energy} (output energy re the mixture) needs the mixture: give --mix_dir")
     if "spk_sim" in metrics:
         if speaker_ckpt is None:
             raise DdtseError("spk_sim needs --speaker_ckpt (a checkpoint whose model has a speaker encoder)")
@@ -399,6 +400,7 @@ METRIC_LABELS = {
     "si_sdr_interferer": "SI-SDR to interferer (dB)", "confusion": "confusion rate",
     "selected": "selection rate (target > interferer + 1 dB)",
     "absent_energy_db": "output energy re mixture, absent-target items (dB)",
+    "present_energy_db": "output energy re mixture, present-target items (dB)",
     "accepted": "acceptance rate (SI-SDRi > 1 dB)", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
     "dnsmos_ovrl": "DNSMOS OVRL", "dnsmos_p808": "DNSMOS P.808", "spk_sim": "speaker similarity (cos)",
 }

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -145,6 +145,9 @@ def test_loaders_return_finite_audio_of_the_file_length_or_one_clear_error(work,
 
 @FUZZ
 @given(spec=audio_specs(), pick_channel=st.booleans())
+# one frame at 22.05 kHz resamples to no samples at 8 kHz (CI found it)
+@example(spec={"rate": 22050, "frames": 1, "channels": 1, "dtype": "int16", "content": "noise", "seed": 0},
+         pick_channel=False)
 def test_infer_mixture_fuzz_tsb(work, capsys, spec, pick_channel):
     _check_mixture(work, capsys, spec, pick_channel, "tsb")
 

@@ -50,7 +50,7 @@ def main(argv=None):
                                                                     "selected")]
     if unknown:
         raise DdtseError(f"evaluate cannot compute {', '.join(unknown)} (choose from si_sdr, si_sdri, pesq, estoi, "
-                         "accepted, absent_energy_db, dnsmos_*)")
+                         "accepted, absent_energy_db, present_energy_db, dnsmos_*)")
     report = score_dataset(extractor, dataset, Path(args.out_dir), limit=args.limit, title=args.title,
                            metrics=wanted, seed=args.seed)
     metrics = [m for m in wanted if m in report.summary]

@@ -39,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--groups", help="file of 'utterance category' lines (e.g. FF/MM/FM) for per-group means")
     p.add_argument("--metrics", default="si_sdr,si_sdri,pesq,estoi",
                    help="comma-separated, from: si_sdr, si_sdri, pesq, estoi, si_sdr_interferer, selected, confusion, "
-                        "accepted, absent_energy_db, dnsmos_sig, dnsmos_bak, dnsmos_ovrl, dnsmos_p808, spk_sim")
+                        "accepted, absent_energy_db, present_energy_db, dnsmos_sig, dnsmos_bak, dnsmos_ovrl, dnsmos_p808, spk_sim")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--allow_missing", action="store_true", help="exit 0 even if some estimates are missing")
     p.add_argument("--overwrite", action="store_true", help="replace existing score files")

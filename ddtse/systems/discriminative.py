@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ddtse.config import get
 from ddtse.errors import DdtseError
-from ddtse.metrics import absent_energy_db, masked_si_sdr
+from ddtse.metrics import absent_energy_db, level_error_db, masked_si_sdr
 from ddtse.registry import MODELS, SYSTEMS
 from ddtse.systems.base import ExtractionSystem
 
@@ -62,7 +62,11 @@ def call_extractor_model(model: torch.nn.Module, batch: dict, return_aux: bool =
 
 @SYSTEMS.register("discriminative")
 class DiscriminativeSystem(ExtractionSystem):
-    """Negative SI-SDR (length-masked) + optional speaker cross-entropy; one network call per item."""
+    """Negative SI-SDR (length-masked) + optional speaker cross-entropy; one network call per item.
+
+    Trained with absent-target items (``data.train.absent_target_prob``), an absent item's loss is
+    its output energy re the mixture (``absent_energy_db``, floor ``system.absent_threshold_db``)
+    and a present item's is -SI-SDR + |level error| (``level_error_db``)."""
 
     config_keys = {"speaker_loss_weight": float, "rms_loss_weight": float, "absent_threshold_db": float}
 
@@ -97,13 +101,20 @@ class DiscriminativeSystem(ExtractionSystem):
         valid = None if lengths is None else lengths.clamp_max(n)
         sdr = masked_si_sdr(estimate[..., :n].float(), target[..., :n].float(), valid)
         absent = batch.get("absent")
-        if absent is not None and bool(absent.any()):  # SI-SDR is undefined there: output energy instead
+        if absent is not None:  # trained with absent-target items (every item carries the flag)
+            # SI-SDR is undefined for a silent target: output energy re the mixture instead. A
+            # scale-invariant loss on present items would then let the model pass the absent term
+            # by shrinking every output, so present items also learn the target's level.
+            absent = absent.to(sdr.device)
             energy = absent_energy_db(estimate[..., :n], batch["mixture"][:, 0, :n], valid, self.absent_tau)
-            per_item = torch.where(absent.to(sdr.device), energy, -sdr)
+            level = level_error_db(estimate[..., :n], target[..., :n], valid)
+            per_item = torch.where(absent, energy, level - sdr)
             loss = per_item.mean()
-            present = ~absent.to(sdr.device)
-            logs = {"si_sdr": sdr[present].mean().detach() if bool(present.any()) else sdr.new_tensor(float("nan")),
-                    "absent_energy_loss": energy[absent.to(sdr.device)].mean().detach()}
+            present = ~absent
+            nan = sdr.new_tensor(float("nan"))
+            logs = {"si_sdr": sdr[present].mean().detach() if bool(present.any()) else nan,
+                    "level_error_db": level[present].mean().detach() if bool(present.any()) else nan,
+                    "absent_energy_loss": energy[absent].mean().detach() if bool(absent.any()) else nan}
         else:
             loss = -sdr.mean()
             logs = {"si_sdr": sdr.mean().detach()}

@@ -25,10 +25,10 @@ threads=2             # torch threads (results depend on it at the last bit; the
 
 # Seeded end to end; a thread count of its own keeps a rerun's numbers identical on any machine.
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
-{ python="$(bash tools/setup_env.sh)"
-  mixtures="train-100=800,dev=40,test=40"; speakers="train-100=80,dev=8,test=8"
-  conf=conf/demo; device=cpu; overrides=""; speaker_overrides=""
-  test_limit=40; baseline_limit=12; plots=3; publish=""; K="3 0"; }
+python="$(bash tools/setup_env.sh)"
+mixtures="train-100=800,dev=40,test=40"; speakers="train-100=80,dev=8,test=8"
+conf=conf/demo; device=cpu; overrides=""; speaker_overrides=""
+test_limit=40; baseline_limit=12; plots=3; publish=""; K="3 0"
 case "$size" in
   default) ;;
   long) conf=conf/demo/long; baseline_limit=40; K="3 0 10"; publish=docs/results/demo_long.md ;;
@@ -41,14 +41,14 @@ data.batch_size=2 data.valid.max_items=1 system.val_metric_items=1 trainer.enabl
     speaker_overrides="system.val_trials=20 data.batch_size=4" ;;
   *) echo "error: --size is default, tiny, long or gpu, got '$size'" >&2; exit 2 ;;
 esac
-  tag="${tag:-demo_$size}"
+tag="${tag:-demo_$size}"
 case "$pretrained_speaker" in
   true) speaker_args=(--speaker_config "$conf/speaker_encoder.yaml" --use_pretrained_speaker true) ;;
   false) speaker_args=() ;;
   *) echo "error: --pretrained_speaker is true or false, got '$pretrained_speaker'" >&2; exit 2 ;;
 esac
 
-  stamp="$corpus_dir/.demo_corpus_$(echo "${mixtures}_${speakers}_$seed" | tr -c 'A-Za-z0-9_\n' -)"
+stamp="$corpus_dir/.demo_corpus_$(echo "${mixtures}_${speakers}_$seed" | tr -c 'A-Za-z0-9_\n' -)"
 if [ "$stage" -le 0 ] && [ ! -f "$stamp" ]; then
   echo "== building the demo corpus in $corpus_dir ($mixtures; speakers $speakers)"
   rm -rf "$corpus_dir"
@@ -57,7 +57,7 @@ if [ "$stage" -le 0 ] && [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-  start=$(date +%s)
+start=$(date +%s)
 bash recipes/libri2mix/run.sh --librimix_root "$corpus_dir" --sample_rate 16000 --tag "$tag" --exp_root "$exp_root" \
     --stage "$stage" --stop_stage "$stop_stage" "${speaker_args[@]}" --speaker_overrides "$speaker_overrides" \
     --frontend_config "$conf/tsb_16k.yaml" --stage1_config "$conf/ddtse_stage1.yaml" \

@@ -96,11 +96,39 @@ def test_discriminative_loss_on_a_batch_with_absent_items():
     from ddtse.metrics import masked_si_sdr
 
     sdr0 = masked_si_sdr(estimate[:1], batch["target"][:1], None)[0]
+    level0 = abs(10 * math.log10(estimate[0].pow(2).sum().item() / batch["target"][0].pow(2).sum().item()))
     energy1 = absent_energy_db(estimate[1:], batch["mixture"][1:, 0], None, 1e-3)[0]
-    assert loss.item() == pytest.approx(((-sdr0 + energy1) / 2).item(), abs=1e-4)
-    assert logs["si_sdr"].item() == pytest.approx(sdr0.item(), abs=1e-4) and "absent_energy_loss" in logs
+    assert loss.item() == pytest.approx((-sdr0.item() + level0 + energy1.item()) / 2, abs=1e-3)
+    assert logs["si_sdr"].item() == pytest.approx(sdr0.item(), abs=1e-4)
+    assert logs["level_error_db"].item() == pytest.approx(level0, abs=1e-3) and "absent_energy_loss" in logs
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in system.model.parameters() if p.grad is not None)
+
+
+def test_quieter_everywhere_is_not_a_way_out():
+    """Shrinking every output by 30 dB passes the absent term, so present items pay for their level:
+    the loss of a batch with absent items is not scale invariant, that of a batch without them is."""
+    from ddtse.metrics import level_error_db
+    from ddtse.registry import SYSTEMS
+
+    target = torch.randn(2, 4000)
+    assert level_error_db(0.1 * target, target, None).tolist() == pytest.approx([20.0, 20.0], abs=1e-3)
+    assert level_error_db(target, target, torch.tensor([2000, 4000])).tolist() == pytest.approx([0.0, 0.0], abs=1e-4)
+    torch.manual_seed(0)
+    system = SYSTEMS.get("discriminative")(copy.deepcopy(tiny_config("tsb")))
+    g = torch.Generator().manual_seed(0)
+    batch = {"mixture": 0.1 * torch.randn(2, 1, 4000, generator=g), "target": 0.1 * torch.randn(2, 4000, generator=g),
+             "enrollment": 0.1 * torch.randn(2, 4000, generator=g), "lengths": torch.tensor([4000, 4000]),
+             "enrollment_lengths": torch.tensor([4000, 4000])}
+    losses = {}
+    for scale in (1.0, 10 ** -1.5):  # -30 dB
+        system.run_model = lambda model, b, return_aux=False, s=scale: \
+            {"estimate": s * (b["target"] + 0.3 * b["mixture"][:, 0])} if return_aux else None
+        losses[scale, "without"] = system.training_loss(batch)[0].item()
+        losses[scale, "with"] = system.training_loss(dict(batch, absent=torch.tensor([False, False])))[0].item()
+    quiet = 10 ** -1.5
+    assert losses[1.0, "without"] == pytest.approx(losses[quiet, "without"], abs=1e-2)
+    assert losses[quiet, "with"] - losses[1.0, "with"] == pytest.approx(30.0, abs=1.0)  # 30 dB more level error
 
 
 def test_validation_logs_absent_energy_and_scores_present_items_only():
@@ -146,6 +174,9 @@ def test_scorer_reports_absent_items_by_output_energy(tmp_path):
     absent = dict(zip(header, rows["absent"]))
     assert float(absent["absent_energy_db"]) == pytest.approx(-20.0, abs=1e-3) and absent["si_sdr"] in ("", "nan")
     assert float(dict(zip(header, rows["absent_silent"]))["absent_energy_db"]) == pytest.approx(-120.0)
-    m = compute_metrics(target, target + 0.1 * interferer, RATE, target + interferer, ["si_sdr", "absent_energy_db"])
+    m = compute_metrics(target, target + 0.1 * interferer, RATE, target + interferer,
+                        ["si_sdr", "absent_energy_db", "present_energy_db"])
     assert "absent_energy_db" not in m and m["si_sdr"] > 15
+    assert m["present_energy_db"] == pytest.approx(energy_ratio_db(target + 0.1 * interferer, target + interferer))
+    assert "present_energy_db" not in compute_metrics(np.zeros(8000), interferer, RATE, interferer, ["present_energy_db"])
     assert energy_ratio_db(0.5 * interferer, interferer) == pytest.approx(-6.0206, abs=1e-3)
