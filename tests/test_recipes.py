@@ -30,3 +30,13 @@ def test_demo_recipe_tiny_end_to_end(tmp_path):
         assert (exp / name / "config.yaml").is_file() and (exp / name / "checkpoints" / "last.ckpt").is_file()
     for name in ("ddtse_stage2", "ddtse_stage2_K0", "ddtse_stage2_K10"):
         assert (exp / "scores" / "test" / name / "per_utt.csv").is_file()
+    # every command is logged so that it runs as it stands (the speaker clue is one quoted argument),
+    # with its wall time beside it
+    import shlex
+
+    logged = (exp / "commands.txt").read_text().splitlines()
+    assert logged and all(shlex.split(line) for line in logged)
+    speaker = [arg for line in logged for arg in shlex.split(line) if arg.startswith("model.speaker=")]
+    assert speaker and all(arg.startswith("model.speaker={name: pretrained, ckpt: ") for arg in speaker)
+    timings = [line.split("\t") for line in (exp / "timings.tsv").read_text().splitlines()]
+    assert [cmd for _, cmd in timings] == logged and all(seconds.isdigit() for seconds, _ in timings)

@@ -5,4 +5,4 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="$(bash tools/setup_env.sh)"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTHONDONTWRITEBYTECODE=1
-exec "$python" -m pytest -p no:cacheprovider "$@"
+exec "$python" -m pytest -p no:cacheprovider --durations=15 "$@"
