@@ -85,6 +85,22 @@ def checkpoint_config(ckpt: dict) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
+def best_checkpoint(exp_dir: str | Path) -> Path:
+    """The checkpoint of a training run that scored best on its monitored validation metric
+    (``system.monitor``), as the run's ``last.ckpt`` records it; ``last.ckpt`` itself when the run
+    recorded none (no monitor, or the file was removed). Found by name inside ``exp_dir/checkpoints``,
+    so a moved or copied run still resolves."""
+    ckpt_dir = Path(exp_dir) / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    state = read_checkpoint(last, what="last checkpoint")
+    for key, value in (state.get("callbacks") or {}).items():
+        if str(key).startswith("ModelCheckpoint") and isinstance(value, dict) and value.get("monitor"):
+            best = value.get("best_model_path")
+            if best and (ckpt_dir / Path(best).name).is_file():
+                return ckpt_dir / Path(best).name
+    return last
+
+
 def checkpoint_step(ckpt: dict) -> int:
     """The optimiser step a Lightning checkpoint was written at (0 if it does not say)."""
     return int(ckpt.get("global_step", 0) or 0)

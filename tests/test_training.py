@@ -338,3 +338,20 @@ def test_two_process_ddp_on_cpu(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 2  # 4 items / (2 processes x batch 2) = 1 step per epoch... limited to 2
+
+
+def test_best_checkpoint_is_the_monitored_best_and_survives_a_move(trained, tmp_path):
+    from ddtse.checkpoint import best_checkpoint
+
+    exp, _ = trained
+    state = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    [recorded] = [v["best_model_path"] for k, v in state["callbacks"].items()
+                  if k.startswith("ModelCheckpoint") and v.get("monitor")]
+    assert best_checkpoint(exp) == exp / "checkpoints" / Path(recorded).name
+    moved = tmp_path / "moved"
+    shutil.copytree(exp, moved)
+    assert best_checkpoint(moved) == moved / "checkpoints" / Path(recorded).name  # found by name, not by the old path
+    (moved / "checkpoints" / Path(recorded).name).unlink()
+    assert best_checkpoint(moved) == moved / "checkpoints" / "last.ckpt"  # the best file is gone: last
+    with pytest.raises(DdtseError, match="last checkpoint"):
+        best_checkpoint(tmp_path / "nothing")

@@ -95,7 +95,23 @@ class DiscriminativeSystem(ExtractionSystem):
 
     def _loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         out = self.run_model(model, batch, return_aux=True)
-        estimate, target = out["estimate"], batch["target"]
+        loss, logs = self._extraction_loss(out["estimate"], batch)
+        if self.speaker_loss_weight > 0:
+            if batch.get("speaker_index") is None:
+                raise DdtseError("system.speaker_loss_weight > 0 needs 'speaker_index' in the batch")
+            logits = out.get("speaker_logits")
+            if logits is None:
+                raise DdtseError("system.speaker_loss_weight > 0 but the model returns no speaker logits")
+            index = batch["speaker_index"].long()
+            if (index >= 0).any():
+                ce = F.cross_entropy(logits.float(), index, ignore_index=-1)
+                loss = loss + self.speaker_loss_weight * ce
+                logs["speaker_ce"] = ce.detach()
+        return loss, logs
+
+    def _extraction_loss(self, estimate: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+        """The loss on the estimate (B, T): -SI-SDR, or with absent items the energy/level terms."""
+        target = batch["target"]
         n = min(estimate.shape[-1], target.shape[-1])
         lengths = batch.get("lengths")
         valid = None if lengths is None else lengths.clamp_max(n)
@@ -119,22 +135,19 @@ class DiscriminativeSystem(ExtractionSystem):
             loss = -sdr.mean()
             logs = {"si_sdr": sdr.mean().detach()}
         loss = loss + self._loudness_term(estimate[..., :n], target[..., :n], lengths, logs)
-        if self.speaker_loss_weight > 0:
-            if batch.get("speaker_index") is None:
-                raise DdtseError("system.speaker_loss_weight > 0 needs 'speaker_index' in the batch")
-            logits = out.get("speaker_logits")
-            if logits is None:
-                raise DdtseError("system.speaker_loss_weight > 0 but the model returns no speaker logits")
-            index = batch["speaker_index"].long()
-            if (index >= 0).any():
-                ce = F.cross_entropy(logits.float(), index, ignore_index=-1)
-                loss = loss + self.speaker_loss_weight * ce
-                logs["speaker_ce"] = ce.detach()
         return loss, logs
 
     def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """-SI-SDR over the valid samples of each item (+ weight * speaker CE)."""
         return self._loss(self.model, batch)
+
+    @torch.no_grad()
+    def validation_loss(self, batch: dict) -> tuple[torch.Tensor, dict] | None:
+        """The training objective of the EMA extractor, without the speaker term (``val/loss``): the
+        monitor to pick a checkpoint by when absent and present items trade off (absent training)."""
+        if "target" not in batch:
+            return None
+        return self._extraction_loss(self.run_model(self.inference_model(True), batch), batch)[0], {}
 
     @torch.no_grad()
     def extract_batch(self, batch: dict, use_ema: bool = True, **opts) -> tuple[torch.Tensor, dict]:

@@ -4,7 +4,7 @@
 # DDTSE stage 1 and 2, front-end + DDTSE, SGMSE+ baseline, scoring, exp/<tag>/RESULTS.md, spectrogram
 # PNGs and learning curves.
 #
-#   bash recipes/demo/run.sh                 # about 15 minutes on 2 CPU cores (configs: conf/demo/)
+#   bash recipes/demo/run.sh                 # about 30 minutes on 2 idle CPU cores (configs: conf/demo/)
 #   bash recipes/demo/run.sh --size tiny     # a two-minute plumbing check (what the test suite runs)
 #   bash recipes/demo/run.sh --size long     # about 100 minutes on 2 CPU cores (conf/demo/long/); writes
 #                                            # docs/results/demo_long.md and its learning-curve PNG

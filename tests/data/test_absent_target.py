@@ -31,6 +31,18 @@ def _dev(root, **kw):
     return Libri2MixDataset(sample_rate=RATE, root=str(root), split="dev", **kw)
 
 
+def _batch(n: int, seed: int, absent: list | None = None) -> dict:
+    """A random batch of ``n`` 0.5 s items; the targets of ``absent`` items are silent."""
+    g = torch.Generator().manual_seed(seed)
+    batch = {"mixture": 0.1 * torch.randn(n, 1, 4000, generator=g), "target": 0.1 * torch.randn(n, 4000, generator=g),
+             "enrollment": 0.1 * torch.randn(n, 4000, generator=g), "lengths": torch.tensor([4000] * n),
+             "enrollment_lengths": torch.tensor([4000] * n)}
+    if absent is not None:
+        batch["absent"] = torch.tensor(absent)
+        batch["target"][batch["absent"]] = 0
+    return batch
+
+
 def test_absent_items_are_the_mixture_without_the_target(librimix_root):
     full, absent = _dev(librimix_root), _dev(librimix_root, absent_target_prob=1.0)
     split = librimix_root / "wav8k/min/dev"
@@ -86,11 +98,7 @@ def test_discriminative_loss_on_a_batch_with_absent_items():
 
     torch.manual_seed(0)
     system = SYSTEMS.get("discriminative")(copy.deepcopy(tiny_config("tsb")))
-    g = torch.Generator().manual_seed(0)
-    batch = {"mixture": 0.1 * torch.randn(2, 1, 4000, generator=g), "target": 0.1 * torch.randn(2, 4000, generator=g),
-             "enrollment": 0.1 * torch.randn(2, 4000, generator=g), "lengths": torch.tensor([4000, 4000]),
-             "enrollment_lengths": torch.tensor([4000, 4000]), "absent": torch.tensor([False, True])}
-    batch["target"][1] = 0
+    batch = _batch(2, seed=0, absent=[False, True])
     loss, logs = system.training_loss(batch)
     estimate = system.run_model(system.model, batch)
     from ddtse.metrics import masked_si_sdr
@@ -116,10 +124,7 @@ def test_quieter_everywhere_is_not_a_way_out():
     assert level_error_db(target, target, torch.tensor([2000, 4000])).tolist() == pytest.approx([0.0, 0.0], abs=1e-4)
     torch.manual_seed(0)
     system = SYSTEMS.get("discriminative")(copy.deepcopy(tiny_config("tsb")))
-    g = torch.Generator().manual_seed(0)
-    batch = {"mixture": 0.1 * torch.randn(2, 1, 4000, generator=g), "target": 0.1 * torch.randn(2, 4000, generator=g),
-             "enrollment": 0.1 * torch.randn(2, 4000, generator=g), "lengths": torch.tensor([4000, 4000]),
-             "enrollment_lengths": torch.tensor([4000, 4000])}
+    batch = _batch(2, seed=0)
     losses = {}
     for scale in (1.0, 10 ** -1.5):  # -30 dB
         system.run_model = lambda model, b, return_aux=False, s=scale: \
@@ -139,14 +144,15 @@ def test_validation_logs_absent_energy_and_scores_present_items_only():
     system._val_items_scored = 0
     logged = {}
     system.log = lambda name, value, **kw: logged.__setitem__(name, (float(value), kw.get("batch_size")))
-    g = torch.Generator().manual_seed(1)
-    batch = {"mixture": 0.1 * torch.randn(3, 1, 4000, generator=g), "target": 0.1 * torch.randn(3, 4000, generator=g),
-             "enrollment": 0.1 * torch.randn(3, 4000, generator=g), "lengths": torch.tensor([4000] * 3),
-             "enrollment_lengths": torch.tensor([4000] * 3), "absent": torch.tensor([True, False, True])}
-    batch["target"][[0, 2]] = 0
+    batch = _batch(3, seed=1, absent=[True, False, True])
     system.validation_step(batch, 0)
     assert logged["val/si_sdr"][1] == 1 and logged["val/absent_energy_db"][1] == 2
     assert math.isfinite(logged["val/si_sdr"][0]) and math.isfinite(logged["val/absent_energy_db"][0])
+    # val/loss is the training objective of the EMA extractor (here still equal to the model): the
+    # monitor that weighs absent against present items when picking a checkpoint
+    with torch.no_grad():
+        objective = system.training_loss(batch)[0].item()
+    assert logged["val/loss"][0] == pytest.approx(objective, abs=1e-4)
 
 
 def test_scorer_reports_absent_items_by_output_energy(tmp_path):
@@ -189,11 +195,7 @@ def test_ddtse_reconstruction_loss_is_defined_for_absent_items():
 
     torch.manual_seed(0)
     system = SYSTEMS.get("ddtse")(copy.deepcopy(tiny_config("ddtse")))
-    g = torch.Generator().manual_seed(2)
-    batch = {"mixture": 0.1 * torch.randn(2, 1, 4000, generator=g), "target": 0.1 * torch.randn(2, 4000, generator=g),
-             "enrollment": 0.1 * torch.randn(2, 4000, generator=g), "lengths": torch.tensor([4000, 4000]),
-             "enrollment_lengths": torch.tensor([4000, 4000]), "absent": torch.tensor([False, True])}
-    batch["target"][1] = 0
+    batch = _batch(2, seed=2, absent=[False, True])
     y, x0, mask, _ = system.prepare(batch)
     assert torch.all(x0[1] == 0) and bool(x0[0].abs().sum() > 0) and torch.isfinite(y).all()
     loss, logs = system.training_loss(batch)
