@@ -76,7 +76,7 @@ class DiscriminativeSystem(ExtractionSystem):
         self.needs_enrollment = model_needs_enrollment(self.model)
         self.speaker_loss_weight = float(get(config, "system.speaker_loss_weight", 0.0) or 0.0)
         # absent-target items: the loss stops rewarding silence this far below the mixture (dB)
-        self.absent_tau = 10.0 ** (-float(get(config, "system.absent_threshold_db", 30.0)) / 10.0)
+        self.absent_tau = 10.0 ** (-float(get(config, "system.absent_threshold_db", 25.0)) / 10.0)
         if self.speaker_loss_weight > 0 and getattr(self.model, "speaker_head", None) is None:
             raise DdtseError("system.speaker_loss_weight > 0 needs a model with a speaker head "
                              "(model.num_speakers > 0)")

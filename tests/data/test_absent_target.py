@@ -105,7 +105,7 @@ def test_discriminative_loss_on_a_batch_with_absent_items():
 
     sdr0 = masked_si_sdr(estimate[:1], batch["target"][:1], None)[0]
     level0 = abs(10 * math.log10(estimate[0].pow(2).sum().item() / batch["target"][0].pow(2).sum().item()))
-    energy1 = absent_energy_db(estimate[1:], batch["mixture"][1:, 0], None, 1e-3)[0]
+    energy1 = absent_energy_db(estimate[1:], batch["mixture"][1:, 0], None, 10 ** -2.5)[0]  # the default floor: -25 dB
     assert loss.item() == pytest.approx((-sdr0.item() + level0 + energy1.item()) / 2, abs=1e-3)
     assert logs["si_sdr"].item() == pytest.approx(sdr0.item(), abs=1e-4)
     assert logs["level_error_db"].item() == pytest.approx(level0, abs=1e-3) and "absent_energy_loss" in logs
