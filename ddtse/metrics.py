@@ -56,17 +56,22 @@ def masked_si_sdr(estimate: torch.Tensor, reference: torch.Tensor, lengths: torc
     return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
 
 
+def _masked_energy(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Sum of squares (B,) of (B, T) signals over the first ``lengths[b]`` samples (all when None)."""
+    x = x.float()
+    if lengths is not None:
+        x = x * (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None])
+    return x.pow(2).sum(-1)
+
+
 def absent_energy_db(estimate: torch.Tensor, mixture: torch.Tensor, lengths: torch.Tensor | None,
                        tau: float = 1e-3) -> torch.Tensor:
     """Output energy (B,) relative to the mixture, 10 log10(||estimate||^2 / ||mixture||^2 + tau) dB,
     over the valid samples. With ``tau`` > 0 it is the loss for items whose target is absent, minimal
     (10 log10 tau) for an output more than -10 log10 tau dB below the mixture (the soft threshold
     keeps it from chasing exact zeros); with ``tau`` = 0 the measurement."""
-    n = estimate.shape[-1]
-    mask = torch.ones_like(estimate) if lengths is None else \
-        (torch.arange(n, device=estimate.device)[None, :] < lengths[:, None]).to(estimate.dtype)
-    est = (estimate.float() * mask).pow(2).sum(-1)
-    mix = (mixture.float() * mask).pow(2).sum(-1).clamp_min(1e-8)
+    est = _masked_energy(estimate, lengths)
+    mix = _masked_energy(mixture, lengths).clamp_min(1e-8)
     return 10.0 * torch.log10((est / mix + tau).clamp_min(1e-12))
 
 
@@ -74,11 +79,7 @@ def level_error_db(estimate: torch.Tensor, reference: torch.Tensor, lengths: tor
                    eps: float = 1e-8) -> torch.Tensor:
     """|10 log10(||estimate||^2 / ||reference||^2)| (B,) over the valid samples: how far (dB) the
     output's level is from the target's, the part of the error that SI-SDR ignores."""
-    n = estimate.shape[-1]
-    mask = torch.ones_like(estimate) if lengths is None else \
-        (torch.arange(n, device=estimate.device)[None, :] < lengths[:, None]).to(estimate.dtype)
-    est = (estimate.float() * mask).pow(2).sum(-1)
-    ref = (reference.float() * mask).pow(2).sum(-1)
+    est, ref = _masked_energy(estimate, lengths), _masked_energy(reference, lengths)
     return (10.0 * torch.log10((est + eps) / (ref + eps))).abs()
 
 
