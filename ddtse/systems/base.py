@@ -22,7 +22,7 @@ class ExtractionSystem(L.LightningModule):
 
     Subclasses implement ``training_loss(batch) -> (loss, logs)`` and
     ``extract_batch(batch, use_ema=True, **opts) -> (estimate (B, T), info)``; optionally
-    ``validation_loss(batch)``. The resolved config travels inside every checkpoint.
+    ``validation_loss(batch, estimate)``. The resolved config travels inside every checkpoint.
 
     **The extractor protocol** (docs/design.md, "Extractor contract"): what inference, the CLI
     and the recipes may read of a system, and nothing else. ``is_extractor`` (False for systems
@@ -198,7 +198,10 @@ class ExtractionSystem(L.LightningModule):
     def extract_batch(self, batch: dict, use_ema: bool = True, **opts) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
-    def validation_loss(self, batch: dict) -> tuple[torch.Tensor, dict] | None:
+    def validation_loss(self, batch: dict, estimate: torch.Tensor | None = None) -> tuple[torch.Tensor, dict] | None:
+        """``val/loss`` and its logs, or None. ``estimate`` is the EMA extraction ``validation_step``
+        has already run on this batch (None when the batch has no target), for systems whose loss
+        is a function of it."""
         return None
 
     # -- training --------------------------------------------------------------------------
@@ -252,16 +255,18 @@ class ExtractionSystem(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         bs = batch["mixture"].shape[0]
-        out = self.validation_loss(batch)
+        estimate = info = None
+        if "target" in batch:
+            opts = dict(get(self.config, "system.val_opts", {}) or {})
+            estimate, info = self.extract_batch(batch, use_ema=True, **opts)
+        out = self.validation_loss(batch, estimate)
         if out is not None:
             loss, logs = out
             self.log("val/loss", loss, batch_size=bs, sync_dist=True)
             for k, v in logs.items():
                 self.log(f"val/{k}", v, batch_size=bs, sync_dist=True)
-        if "target" not in batch:
+        if estimate is None:
             return
-        opts = dict(get(self.config, "system.val_opts", {}) or {})
-        estimate, info = self.extract_batch(batch, use_ema=True, **opts)
         target, lengths = batch["target"], batch.get("lengths")
         n = min(estimate.shape[-1], target.shape[-1])
         valid = None if lengths is None else lengths.clamp_max(n)

@@ -264,8 +264,9 @@ class DDTSESystem(SpectralDiffusionSystem):
         return loss, logs
 
     @torch.no_grad()
-    def validation_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Stage-1 loss of the EMA network with fixed noise (comparable across epochs)."""
+    def validation_loss(self, batch: dict, estimate=None) -> tuple[torch.Tensor, dict]:
+        """Stage-1 loss of the EMA network with fixed noise, comparable across epochs (the sampled
+        estimate is not used)."""
         net = self.inference_model(True)
         y, x0, mask, _ = self.prepare(batch)
         gen = self._generator(y.device, 0)

@@ -142,12 +142,12 @@ class DiscriminativeSystem(ExtractionSystem):
         return self._loss(self.model, batch)
 
     @torch.no_grad()
-    def validation_loss(self, batch: dict) -> tuple[torch.Tensor, dict] | None:
-        """The training objective of the EMA extractor, without the speaker term (``val/loss``): the
-        monitor to pick a checkpoint by when absent and present items trade off (absent training)."""
-        if "target" not in batch:
+    def validation_loss(self, batch: dict, estimate: torch.Tensor | None = None) -> tuple[torch.Tensor, dict] | None:
+        """The training objective of the EMA extractor's ``estimate``, without the speaker term
+        (``val/loss``): the monitor to pick a checkpoint by when absent and present items trade off."""
+        if estimate is None:
             return None
-        return self._extraction_loss(self.run_model(self.inference_model(True), batch), batch)[0], {}
+        return self._extraction_loss(estimate, batch)[0], {}
 
     @torch.no_grad()
     def extract_batch(self, batch: dict, use_ema: bool = True, **opts) -> tuple[torch.Tensor, dict]:

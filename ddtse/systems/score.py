@@ -52,8 +52,8 @@ class ScoreSystem(SpectralDiffusionSystem):
         return self.score_matching_loss(self.model, batch)
 
     @torch.no_grad()
-    def validation_loss(self, batch: dict):
-        """Score-matching loss of the EMA network with fixed noise."""
+    def validation_loss(self, batch: dict, estimate=None):
+        """Score-matching loss of the EMA network with fixed noise (the sampled estimate is not used)."""
         y = batch["mixture"]
         return self.score_matching_loss(self.inference_model(True), batch,
                                         torch.Generator(device=y.device).manual_seed(0))
