@@ -33,6 +33,10 @@ threads=2
 out=docs/results/absent_target.md
 . tools/parse_options.sh
 
+case "$checkpoint" in best|last) ;; *) echo "error: --checkpoint is best or last, got '$checkpoint'" >&2; exit 2 ;; esac
+if [ -n "$without_exp" ] && [ ! -f "$without_exp/checkpoints/last.ckpt" ]; then
+  echo "error: --without_exp $without_exp has no checkpoints/last.ckpt (a training run's folder, e.g. exp/demo_long/frontend)" >&2; exit 2
+fi
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 python="$(bash tools/setup_env.sh)"
 mkdir -p "$exp"
@@ -63,11 +67,10 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   echo "== stage 2: evaluate on $items test items, target present and absent"
   for system in without with; do
     run_dir="$exp/$system"; [ "$system" = without ] && [ -n "$without_exp" ] && run_dir="$without_exp"
-    case "$checkpoint" in
-      best) ckpt="$("$python" -c "import sys; from ddtse.checkpoint import best_checkpoint; print(best_checkpoint(sys.argv[1]))" "$run_dir")" ;;
-      last) ckpt="$run_dir/checkpoints/last.ckpt" ;;
-      *) echo "error: --checkpoint is best or last, got '$checkpoint'" >&2; exit 2 ;;
-    esac
+    ckpt="$run_dir/checkpoints/last.ckpt"
+    if [ "$checkpoint" = best ]; then
+      ckpt="$("$python" -c "import sys; from ddtse.checkpoint import best_checkpoint; print(best_checkpoint(sys.argv[1]))" "$run_dir")"
+    fi
     echo "$system: $ckpt"
     for case in present absent; do
       prob=0; metrics=si_sdr,si_sdri,pesq,present_energy_db; [ "$case" = absent ] && { prob=1; metrics=absent_energy_db; }
