@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,11 +30,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ddtse.cli import run_cli
 from ddtse.data.base import speaker_of
 from ddtse.data.librimix import librimix_split_paths
+from ddtse.errors import DdtseError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 HELD_OUT = ("dev", "test")
 #: demo systems scored per split: name -> (checkpoint folder, infer.py options), as the recipe runs them
 DEMO_SYSTEMS = {"frontend": ("frontend", []), "ddtse_stage2": ("ddtse_stage2", ["--K", "3"])}
@@ -80,8 +83,8 @@ def speaker_pitch(root: Path, utterances: int) -> dict[str, dict]:
                 if seen.get(spk, 0) >= utterances:
                     continue
                 seen[spk] = seen.get(spk, 0) + 1
-                wav, sr = sf.read(path, dtype="float32")
-                frames.setdefault(spk, []).extend(median_f0(wav, sr))
+                wav, sr = sf.read(path, dtype="float32", always_2d=True)
+                frames.setdefault(spk, []).extend(median_f0(wav[:, 0], sr))  # first channel
                 split_of[spk] = split
     out = {}
     for spk, f0 in sorted(frames.items()):
@@ -102,21 +105,24 @@ def split_scores(path: Path, pitch: dict, tolerance: float) -> dict:
     """SI-SDRi and selection of a per_utt.csv: per target voice, and for clashing and clear pairs."""
     groups: dict[str, list[tuple[float, float]]] = {"clash": [], "clear": []}
     voices: dict[str, list[tuple[float, float]]] = {}
-    every: list[tuple[float, float]] = []
-    for row in csv.DictReader(open(path)):
-        source, pair = row["id"].split("/", 1)
+    rows = list(csv.DictReader(open(path)))
+    missing = {"id", "si_sdri"} - set(rows[0] if rows else {})
+    if missing:
+        raise DdtseError(f"{path}: no {', '.join(sorted(missing))} column(s) (a per_utt.csv of calc_metrics.py)")
+    for row in rows:
+        source, _, pair = row["id"].partition("/")
         utts = pair.split("_")
-        target = utts[int(source[1:]) - 1]
-        other = utts[2 - int(source[1:])]
+        if source not in ("s1", "s2") or len(utts) != 2:
+            raise DdtseError(f"{path}: item id {row['id']!r} is not s1/<utt1>_<utt2> or s2/... (a Libri2Mix 2-speaker split)")
+        target, other = (utts[0], utts[1]) if source == "s1" else (utts[1], utts[0])
         a, b = pitch.get(speaker_of(target), {}).get("f0_hz"), pitch.get(speaker_of(other), {}).get("f0_hz")
         if a is None or b is None:
             continue
         selected = float(row["selected"]) if row.get("selected") not in (None, "") else float("nan")
         groups["clash" if clash(a, b, tolerance) else "clear"].append((float(row["si_sdri"]), selected))
         voices.setdefault(speaker_of(target), []).append((float(row["si_sdri"]), selected))
-        every.append((float(row["si_sdri"]), selected))
     out = {name: _summary(v) for name, v in groups.items()}
-    out["all"] = _summary(every)
+    out["all"] = _summary(groups["clash"] + groups["clear"])
     out["by_target"] = {spk: _summary(v) for spk, v in sorted(voices.items())}
     means = [v["si_sdri"] for v in out["by_target"].values()]
     # the spread of the per-voice means: a split's mean over V voices moves by about std / sqrt(V)
@@ -134,7 +140,7 @@ def demo_scores(demo_exp: Path, root: Path, items: int) -> dict[str, Path]:
             if not (scores / "per_utt.csv").is_file():
                 ckpt = demo_exp / folder / "checkpoints" / "last.ckpt"
                 if not ckpt.is_file():
-                    raise SystemExit(f"error: {ckpt} not found: run bash recipes/demo/run.sh first")
+                    raise DdtseError(f"{ckpt} not found: run bash recipes/demo/run.sh first")
                 audio = demo_exp / "extracted" / split / system
                 split_dir = root / "wav16k" / "min" / split
                 subprocess.run([sys.executable, str(REPO / "infer.py"), "--ckpt", str(ckpt), *options,
@@ -150,7 +156,7 @@ def demo_scores(demo_exp: Path, root: Path, items: int) -> dict[str, Path]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="data/demo_corpus/Libri2Mix")
     parser.add_argument("--utterances", type=int, default=10, help="clean utterances per speaker")
@@ -158,28 +164,26 @@ def main() -> None:
     parser.add_argument("--scores", nargs="*", default=[], help="NAME=per_utt.csv of the scorer")
     parser.add_argument("--demo_exp", default=None, help="a finished demo run (exp/demo_default): its systems' scores")
     parser.add_argument("--items", type=int, default=40, help="dev items to score with --demo_exp")
-    args = parser.parse_args()
-    pitch = speaker_pitch(Path(args.root), args.utterances)
-    scores = {}
-    if args.demo_exp:
-        for name, path in demo_scores(Path(args.demo_exp), Path(args.root), args.items).items():
-            scores[name] = split_scores(path, pitch, args.tolerance)
-    for spec in args.scores:
+    args = parser.parse_args(argv)
+    given = {}
+    for spec in args.scores:  # checked before the slow F0 pass
         name, _, path = spec.partition("=")
         if not path or not Path(path).is_file():
-            raise SystemExit(f"error: --scores takes NAME=per_utt.csv; not a file: {spec!r}")
-        scores[name] = split_scores(Path(path), pitch, args.tolerance)
+            raise DdtseError(f"--scores takes NAME=per_utt.csv; not a file: {spec!r}")
+        given[name] = Path(path)
+    if args.demo_exp:  # scores dev first when it is missing
+        given = {**demo_scores(Path(args.demo_exp), Path(args.root), args.items), **given}
+    pitch = speaker_pitch(Path(args.root), args.utterances)
+    scores = {name: split_scores(path, pitch, args.tolerance) for name, path in given.items()}
     pairs = {}
     for split in HELD_OUT:
         spks = [s for s, v in pitch.items() if v["split"] == split and v["f0_hz"]]
         n = [clash(pitch[a]["f0_hz"], pitch[b]["f0_hz"], args.tolerance) for i, a in enumerate(spks) for b in spks[i + 1:]]
         pairs[split] = {"speaker_pairs": len(n), "clashing": int(sum(n))}
     result = {"root": args.root, "tolerance": args.tolerance, "speakers": pitch, "pairs": pairs, "scores": scores}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "demo_corpus_voices.json").write_text(json.dumps(result, indent=2) + "\n")
     names = list(scores)
     lines = ["# Demo corpus: the held-out voices", "",
-             "`" + " ".join(["python", "benchmarks/demo_corpus_voices.py", *sys.argv[1:]]) + "`", ""]
+             "`" + " ".join(["python", "benchmarks/demo_corpus_voices.py", *(sys.argv[1:] if argv is None else argv)]) + "`", ""]
     if scores:
         lines += ["| scores | items | SI-SDRi (dB) | selected (%) | voices | std of the per-voice SI-SDRi (dB) |",
                   "|---|---|---|---|---|---|"]
@@ -203,9 +207,8 @@ def main() -> None:
         for name, s in scores.items():
             c, k = s["clash"], s["clear"]
             lines.append(f"| {name} | {c['items']} | {c['si_sdri']} | {c['selected_pct']} | {k['items']} | {k['si_sdri']} | {k['selected_pct']} |")
-    (RESULTS / "demo_corpus_voices.md").write_text("\n".join(lines) + "\n")
-    print(json.dumps({"pairs": pairs, "scores": scores}))
+    write_results("demo_corpus_voices", result, "\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -56,3 +56,17 @@ def test_scores_split_by_target_voice_and_clash(voices, tmp_path):
     assert out["clear"] == {"items": 2, "si_sdri": 3.5, "selected_pct": 50.0}
     assert out["by_target"]["1"] == {"items": 2, "si_sdri": 5.0, "selected_pct": 100.0}
     assert out["by_target"]["2"]["si_sdri"] == -2.0 and out["by_target"]["3"]["si_sdri"] == 1.0
+
+
+def test_bad_scores_are_one_clear_error(voices, tmp_path):
+    from ddtse.errors import DdtseError
+
+    bad_columns, bad_id = tmp_path / "columns.csv", tmp_path / "id.csv"
+    bad_columns.write_text("a,b\n1,2\n")
+    bad_id.write_text("id,si_sdri\nfoo.wav,1.0\n")
+    with pytest.raises(DdtseError, match="no id, si_sdri column"):
+        voices.split_scores(bad_columns, {}, 0.1)
+    with pytest.raises(DdtseError, match="is not s1/<utt1>_<utt2>"):
+        voices.split_scores(bad_id, {}, 0.1)
+    with pytest.raises(DdtseError, match="not a file"):  # refused before any audio is read
+        voices.main(["--root", str(tmp_path / "missing"), "--scores", f"x={tmp_path / 'none.csv'}"])
