@@ -81,6 +81,7 @@ def _culprits(cls, options: dict, extra: dict, limit: int = 16) -> list[str]:
 MODELS = Registry("model")
 SYSTEMS = Registry("system")
 DATASETS = Registry("dataset")
+SOURCES = Registry("item source")  # listers of items: name -> function(**options) -> list[Item]
 
 _BUILTIN_MODULES = ("ddtse.models", "ddtse.systems", "ddtse.data")
 _imported = False

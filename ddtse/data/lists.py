@@ -18,9 +18,10 @@ from ddtse.data.items import Item
 from ddtse.data.base import PEAK_GUARD, ExtractionDataset, fit_length, item_rng, random_window, read_segment
 from ddtse.data.mixing import UtterancePool, build_pool
 from ddtse.errors import DdtseError
-from ddtse.registry import DATASETS
+from ddtse.registry import DATASETS, SOURCES
 
 
+@SOURCES.register("extr_list")
 def items_from_extraction_list(list_path: str | Path, root: str | Path | None = None) -> list[Item]:
     """A WSJ0-2mix-extr list (``target SNR interferer -SNR enrollment`` per line, see
     ddtse/data/lists.py): items with no mixture file, rendered from ``reference`` and
