@@ -223,7 +223,7 @@ class Extractor:
     def _run(self, prepared: list[dict], ids: list, opts: dict,
              wavs: list[np.ndarray] | None = None) -> tuple[list[torch.Tensor], dict]:
         """Collate (zero padding, each padded to ``min_samples`` at least), extract, crop per item."""
-        from ddtse.data.datamodule import collate_batch
+        from ddtse.data.batch import collate_batch
 
         wavs = [p["wav"] for p in prepared] if wavs is None else wavs
         items = []

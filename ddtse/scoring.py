@@ -173,7 +173,7 @@ class SpeakerEmbedder:
 def load_speaker_embedder(path: str | Path) -> SpeakerEmbedder:
     """The speaker encoder of a project checkpoint (a speaker_encoder system, or an extractor such as
     DDTSE whose network has a speaker module reading the enrollment), read with weights_only loading."""
-    from ddtse.models.speaker import load_speaker_encoder
+    from ddtse.checkpoint import load_speaker_encoder
 
     module = load_speaker_encoder(path)
     return SpeakerEmbedder(module, module.sample_rate)
