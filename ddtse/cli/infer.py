@@ -156,14 +156,9 @@ def _check_numbers(args) -> None:
 
     if args.limit is not None and args.limit < 1:
         raise DdtseError(f"--limit must be >= 1, got {args.limit}")
-    if args.batch_size < 1:
-        raise DdtseError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if not args.min_enrollment_seconds >= 0:
-        raise DdtseError(f"--min_enrollment_seconds must be >= 0, got {args.min_enrollment_seconds}")
-    if args.chunk_seconds is not None:
-        from ddtse.extract import check_chunking
+    from ddtse.inference import check_run_options
 
-        check_chunking(args.chunk_seconds, args.overlap_seconds)
+    check_run_options(args.batch_size, args.min_enrollment_seconds, args.chunk_seconds, args.overlap_seconds)
     if args.resume and args.overwrite:
         raise DdtseError("--resume keeps finished outputs and --overwrite replaces them: give one")
 
