@@ -126,7 +126,7 @@ def run_inference(extractor, items: list[Item], out_dir: str | Path, *, overwrit
     todo, seen = [], set()
     for item in items:
         problem = item.problem or id_problem(item.id)
-        if problem is None and item.mixture is None:
+        if problem is None and item.mixture is None and item.snrs is None:
             problem = "the item has no mixture file"
         if problem is None and item.id in seen:
             problem = f"duplicate id {item.id!r} (an earlier item writes the same output)"
@@ -221,6 +221,13 @@ def _check_headers(item: Item, extractor, channels: int, channel: int | None) ->
     """Refuse (DdtseError) an item whose files are missing, unreadable, empty or of the wrong channel count."""
     if extractor.needs_enrollment and item.enrollment is None:
         raise DdtseError(f"the '{extractor.name}' model needs an enrollment for every input")
+    if item.mixture is None:  # an extraction-list item: mixed from its sources (mono)
+        for path in (item.reference, item.interferer):
+            if audio_info(path).frames == 0:
+                raise DdtseError(f"audio file is empty: {path}")
+        if channels > 1:
+            raise DdtseError(f"item {item.id} is mixed from mono sources; the model needs {channels}-channel mixtures")
+        return
     info = audio_info(item.mixture)
     if info.frames == 0:
         raise DdtseError(f"audio file is empty: {item.mixture}")
@@ -242,9 +249,15 @@ def _load_item(item: Item, channels: int, channel: int | None, min_enrollment_se
     The enrollment must last at least ``min_enrollment_seconds`` and not be silent."""
     from ddtse.extract import ExtractionInput
 
-    sr = audio_info(item.mixture).sample_rate
-    pick = channel if (channel is not None and channels == 1) else None  # only the channel used must be finite
-    mixture = load_audio(item.mixture, channel=pick, multichannel=True)[:channels]
+    if item.mixture is None:  # an extraction-list item: WSJ0-2mix-style mixture of its sources
+        from ddtse.data.lists import render_item
+
+        rendered, _, _, sr = render_item(item)
+        mixture = rendered[None]
+    else:
+        sr = audio_info(item.mixture).sample_rate
+        pick = channel if (channel is not None and channels == 1) else None  # only the channel used must be finite
+        mixture = load_audio(item.mixture, channel=pick, multichannel=True)[:channels]
     enrollment = None
     if item.enrollment:
         enrollment = load_audio(item.enrollment, sr, channel=0)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ddtse.audio.io import audio_info, load_audio, resample
 from ddtse.data.items import (FolderMatcher, Item, audio_index, items_from_folders, require_dir,
                               unique_by_name)
+from ddtse.data.lists import is_rendered, render_item
 from ddtse.errors import DdtseError
 from ddtse.metrics import (DEFAULT_METRICS, DNSMOS_METRICS, NEEDS_INTERFERER, NON_INTRUSIVE, compute_metrics,
                            cosine_similarity, is_silent, pesq_mode)
@@ -239,8 +240,11 @@ def _score_item(item: Item) -> dict:
 
 def _measure(item: Item) -> dict:
     metrics = _WORKER["metrics"]
-    ref = None
-    if item.reference is not None:
+    ref = mix = interferer = None
+    if is_rendered(item):  # an extraction-list item: scored against its sources as mixed
+        mix, ref, interferer, sr = render_item(item)
+        est, est_rate = _load_first_channel(item.estimate, sr)
+    elif item.reference is not None:
         ref, sr = _load_first_channel(item.reference)
         est, est_rate = _load_first_channel(item.estimate, sr)
     else:
@@ -249,8 +253,10 @@ def _measure(item: Item) -> dict:
     absent = ref is not None and is_silent(ref)  # target absent: a silent estimate is the right answer
     if not absent and is_silent(est):
         raise DdtseError(f"the estimate {item.estimate} is silent (peak below -120 dBFS)")
-    mix = _load_first_channel(item.mixture, sr)[0] if item.mixture is not None else None
-    interferer = _load_first_channel(item.interferer, sr)[0] if item.interferer is not None else None
+    if item.mixture is not None:
+        mix = _load_first_channel(item.mixture, sr)[0]
+    if interferer is None and item.interferer is not None:
+        interferer = _load_first_channel(item.interferer, sr)[0]
     if ref is not None:
         for what, wav in (("estimate", est), ("mixture", mix), ("interferer", interferer)):
             if wav is not None:
@@ -284,8 +290,8 @@ def _speaker_similarity(estimate: np.ndarray, sample_rate: int, enrollment: Path
 def check_request(items: list[Item], metrics, speaker_ckpt=None) -> None:
     """Refuse, in one line, metrics the items cannot give (no reference, interferer, mixture,
     enrollment or speaker checkpoint)."""
-    def lacking(attr):
-        return any(getattr(item, attr) is None for item in items)
+    def lacking(attr):  # an extraction-list item's mixture is made from its sources
+        return any(getattr(item, attr) is None and not (attr == "mixture" and is_rendered(item)) for item in items)
 
     intrusive = [m for m in metrics if m not in NON_INTRUSIVE]
     if intrusive and lacking("reference"):
@@ -391,7 +397,7 @@ def score_items(items: list[Item], out_dir: str | Path | None = None, *, jobs: i
     """
     if not items:
         raise DdtseError("nothing to score")
-    metrics = [m for m in metrics if m != "si_sdri" or any(i.mixture for i in items)]
+    metrics = [m for m in metrics if m != "si_sdri" or any(i.mixture or is_rendered(i) for i in items)]
     check_request(items, metrics, speaker_ckpt)
     if "spk_sim" in metrics:
         load_speaker_embedder(speaker_ckpt)  # a bad checkpoint is one error here, not one per item

@@ -20,7 +20,7 @@ def parse_args(argv=None):
     p.add_argument("--config", default=None, help="config whose data section to use (default: the checkpoint's)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"],
                    help="the config's data section to evaluate (default test)")
-    add_source_args(p, shorthands=("--list",), flags=(),
+    add_source_args(p, shorthands=("--list", "--extr_list"), flags=(),
                     title="items of a source instead of a config section (Libri2Mix: --source librimix "
                           "--source_opt split_dir=DIR)")
     p.add_argument("--limit", type=int, default=None, help="first N items only")

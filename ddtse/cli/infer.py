@@ -23,7 +23,7 @@ def parse_args(argv=None):
                                                  "or an exported .onnx file (ddtse export)")
     p.add_argument("--refine_ckpt", help="X+DDTSE: refine --ckpt's output with this checkpoint "
                    "(a system that can refine, e.g. DDTSE)")
-    add_source_args(p, shorthands=("--split", "--list", "--input_dir", "--mixture"),
+    add_source_args(p, shorthands=("--split", "--list", "--input_dir", "--mixture", "--extr_list"),
                     flags=("--enrollment", "--mixture_type", "--enrollment_map"), title="input")
     p.add_argument("--output", help="output file for --mixture")
     p.add_argument("--out_dir", help="output folder (items written as <out_dir>/<id>.wav)")
@@ -62,7 +62,7 @@ def main(argv=None):
 
     request = source_request(args)
     if request is None:
-        raise DdtseError("give exactly one input: --split, --list, --input_dir, --mixture "
+        raise DdtseError("give exactly one input: --split, --list, --input_dir, --mixture, --extr_list "
                          "or --source NAME")
     _check_numbers(args)
     one_file = request[0] == "pair"

@@ -21,7 +21,7 @@ def parse_args(argv=None):
                "only --enhanced_dir. Items that cannot be scored are listed in failed.txt beside the scores "
                "and make the exit code non-zero.",
     )
-    add_source_args(p, shorthands=("--gt_dir", "--list", "--split"),
+    add_source_args(p, shorthands=("--gt_dir", "--list", "--split", "--extr_list"),
                     flags=("--mix_dir", "--interferer_dir", "--enroll_dir", "--mixture_type", "--enrollment_map"))
     p.add_argument("--enhanced_dir", help="folder of extracted audio")
     p.add_argument("--score_mixture", action="store_true",
