@@ -66,6 +66,7 @@ def add_source_args(parser, shorthands=tuple(SHORTHANDS), flags=tuple(SOURCE_FLA
         group.add_argument(flag, default=None, help=SHORTHANDS[flag][2])
     for flag in flags:
         group.add_argument(flag, default=None, help=SOURCE_FLAGS[flag][1])
+    parser.set_defaults(source_shorthands=tuple(shorthands), source_flags=tuple(flags))  # what source_request reads
     legacy = getattr(parser, "legacy", None)
     if legacy is not None:
         for old, new in LEGACY.items():
@@ -80,7 +81,9 @@ def source_request(args) -> tuple[str, dict, dict] | None:
     DdtseError when two sources are asked for or a ``--source_opt`` is malformed."""
     chosen = {}
     options, given = {}, {}
-    for flag, (name, key, _) in SHORTHANDS.items():
+    shorthands = getattr(args, "source_shorthands", ())
+    for flag in shorthands:
+        name, key, _ = SHORTHANDS[flag]
         value = getattr(args, flag[2:], None)
         if value is not None:
             chosen[flag] = name
@@ -102,7 +105,8 @@ def source_request(args) -> tuple[str, dict, dict] | None:
         if key in options:
             raise DdtseError(f"source option {key} is given twice ({given[key]} and --source_opt {key}=...)")
         options[key], given[key] = value.strip(), f"--source_opt {key}"
-    for flag, (key, _) in SOURCE_FLAGS.items():
+    for flag in getattr(args, "source_flags", ()):
+        key = SOURCE_FLAGS[flag][0]
         value = getattr(args, flag[2:], None)
         if value is not None:
             if key in options:
@@ -118,7 +122,7 @@ def items_from_args(args, *, required: bool = True, **defaults):
     if request is None:
         if required:
             raise DdtseError("give the items: --source NAME [--source_opt KEY=VALUE ...] or one of "
-                             + ", ".join(f for f in SHORTHANDS if hasattr(args, f[2:])))
+                             + ", ".join(getattr(args, "source_shorthands", ())))
         return None
     name, options, given = request
     return list_items(name, options, defaults, given)

@@ -162,7 +162,7 @@ def test_a_new_format_is_one_module(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--list", "a.csv", "--split", "S"], "give one source of items, got --list and --split"),
+    (["--list", "a.csv", "--split", "S"], "give one source of items, got --split and --list"),
     (["--source", "nosuch"], "unknown item source 'nosuch' (known: extr_list, folder, folders, "),
     (["--source", "list", "--source_opt", "path=a.csv", "--source_opt", "root=x"],
      "source 'list' takes no --source_opt root (its options: path)"),
@@ -216,3 +216,25 @@ def test_extraction_list_round_trip(corpus, tmp_path):
                                 "--out_dir", str(scores), "--jobs", "1", "--quiet"]) == 0
     for row in _per_utt(scores).values():  # estimate = target + 0.1 interferer: SI-SDR = SIR + 20 dB
         assert float(row["selected"]) == 1.0 and float(row["si_sdri"]) == pytest.approx(20.0, abs=0.5)
+
+
+def test_evaluate_and_report_take_the_same_items(corpus, tmp_path):
+    """evaluate --list extracts and scores by id (= infer then score); report --list plots them."""
+    from ddtse.cli.evaluate import main as evaluate_main
+    from ddtse.cli.report import main as report_main
+
+    root, rows, ckpt = corpus
+    items = _write_csv(root / "items_eval.csv", rows, rows[0])
+    exp = tmp_path / "exp"
+    assert run_cli(evaluate_main, ["--ckpt", str(ckpt), "--list", str(items), "--out_dir", str(exp / "eval"),
+                                   "--metrics", SELECTION]) == 0
+    _check_scores(root, rows, exp / "eval" / "extracted", exp / "eval")
+    out = tmp_path / "infer"
+    assert run_cli(infer_main, ["--ckpt", str(ckpt), "--list", str(items), "--out_dir", str(out), "--quiet"]) == 0
+    for r in rows:  # the same path as infer.py (seed 100 both ways)
+        np.testing.assert_array_equal(sf.read(out / f"{r['id']}.wav")[0],
+                                      sf.read(exp / "eval" / "extracted" / f"{r['id']}.wav")[0])
+    assert run_cli(report_main, ["--exp_dir", str(exp), "--row", "tsb|eval|eval/extracted", "--list", str(items),
+                                 "--plots", "1"]) == 0
+    assert sorted(p.name for p in (exp / "plots").glob("*.png")) == ["item0.png"]
+    assert "| tsb |" in (exp / "RESULTS.md").read_text()
