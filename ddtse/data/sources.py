@@ -92,7 +92,7 @@ def source_request(args) -> tuple[str, dict, dict] | None:
     names = set(chosen.values()) | ({explicit} if explicit else set())
     if len(names) > 1 or len(chosen) > 1:
         asked = ([f"--source {explicit}"] if explicit else []) + list(chosen)
-        raise DdtseError(f"give one source of items, got {' and '.join(asked)}")
+        raise DdtseError(f"give exactly one input (source of items), got {' and '.join(asked)}")
     if not names:
         if getattr(args, "source_opt", None):
             raise DdtseError("--source_opt needs --source NAME")

@@ -162,7 +162,7 @@ def test_a_new_format_is_one_module(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--list", "a.csv", "--split", "S"], "give one source of items, got --split and --list"),
+    (["--list", "a.csv", "--split", "S"], "give exactly one input (source of items), got --split and --list"),
     (["--source", "nosuch"], "unknown item source 'nosuch' (known: extr_list, folder, folders, "),
     (["--source", "list", "--source_opt", "path=a.csv", "--source_opt", "root=x"],
      "source 'list' takes no --source_opt root (its options: path)"),
