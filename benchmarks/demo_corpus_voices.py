@@ -144,11 +144,11 @@ def demo_scores(demo_exp: Path, root: Path, items: int) -> dict[str, Path]:
                 audio = demo_exp / "extracted" / split / system
                 split_dir = root / "wav16k" / "min" / split
                 subprocess.run([sys.executable, str(REPO / "infer.py"), "--ckpt", str(ckpt), *options,
-                                "--librimix_split", str(split_dir), "--mixture_type", "mix_both",
-                                "--enroll_map", str(demo_exp / "data" / split / "map_mixture2enrollment"),
+                                "--split", str(split_dir), "--mixture_type", "mix_both",
+                                "--enrollment_map", str(demo_exp / "data" / split / "map_mixture2enrollment"),
                                 "--out_dir", str(audio), "--overwrite", "--seed", "100", "--device", "cpu",
                                 "--limit", str(items)], check=True)
-                subprocess.run([sys.executable, str(REPO / "calc_metrics.py"), "--librimix_split", str(split_dir),
+                subprocess.run([sys.executable, str(REPO / "calc_metrics.py"), "--split", str(split_dir),
                                 "--mixture_type", "mix_both", "--out_dir", str(scores), "--overwrite",
                                 "--allow_missing", "--title", system, "--metrics", METRICS,
                                 "--enhanced_dir", str(audio)], check=True)

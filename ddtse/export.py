@@ -183,12 +183,10 @@ class OnnxExtractor(Extractor):
         return {}
 
     def extract_batch(self, batch: dict, **opts) -> tuple[torch.Tensor, dict]:
+        self.check_batch(batch, opts, clues=("enrollment",))  # the exported network reads no embedding
         opts.pop("ids", None)
-        if opts.pop("initial_estimate", None) is not None:
-            raise DdtseError(f"the '{self.name}' model cannot refine an initial estimate")
+        opts.pop("initial_estimate", None)
         self.validate_options(opts)
-        if self.needs_enrollment and "enrollment" not in batch:
-            raise DdtseError(f"the '{self.name}' model needs an enrollment recording of the target speaker")
         b, _, n = batch["mixture"].shape
         feeds = {"mixture": batch["mixture"], "lengths": batch.get("lengths", torch.full((b,), n)),
                  "enrollment": batch.get("enrollment"), "enrollment_lengths": batch.get("enrollment_lengths")}

@@ -4,11 +4,11 @@
 baseline, TD-SpeakerBeam/ASA and DPTNet; ``ChainExtractor`` refines a front-end's output with
 a system that can refine (DDTSE: X+DDTSE).
 
-Both expose the extractor protocol (ddtse/systems/base.py, docs/design.md "Extractor
-contract"), the only thing inference, the CLI and the recipes read: ``name``, ``sample_rate``,
-``in_channels``, ``min_samples``, ``needs_enrollment``, ``can_refine``, ``sampler_options()``
-and ``validate_options(opts)``; ``extract_many`` is the one inference path (resample, batch,
-chunk, extract, resample back) and ``extract`` its one-input form.
+Both (and ``ddtse.export.OnnxExtractor``) share ``ExtractorProtocol``, the extractor protocol
+written once (docs/design.md "Extractor contract"), the only thing inference, the CLI and the
+recipes read: ``name``, ``sample_rate``, ``in_channels``, ``min_samples``, ``needs_enrollment``,
+``can_refine``, ``sampler_options()`` and ``validate_options(opts)``; ``extract_many`` is the one
+inference path (resample, batch, chunk, extract, resample back) and ``extract`` its one-input form.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import torch
 
 from ddtse.audio.io import resample
 from ddtse.errors import DdtseError
-from ddtse.registry import SYSTEMS
 from ddtse.checkpoint import CHECKPOINT_KEY, load_checkpoint, load_system  # noqa: F401  (re-exported; the loaders live in ddtse/checkpoint.py)
 
 
@@ -74,7 +73,83 @@ class ExtractionInput:
     initial_estimate: np.ndarray | None = None
 
 
-class Extractor:
+class ExtractorProtocol:
+    """The extractor protocol, written once (docs/design.md "Extractor contract"): what inference,
+    the CLI and the recipes read, whatever runs behind it (``Extractor``: a checkpoint;
+    ``ChainExtractor``: a front-end refined by DDTSE; ``ddtse.export.OnnxExtractor``: an exported
+    file). Each kind answers the members below; ``extract`` (one input) and the batch check are
+    shared."""
+
+    name: str
+    device: str
+    is_extractor = True
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the network runs at; inputs are resampled to it and back."""
+        raise NotImplementedError
+
+    @property
+    def in_channels(self) -> int:
+        """Mixture channels read (2 for two-microphone models)."""
+        raise NotImplementedError
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input (samples at the model's rate); shorter ones are zero-padded and cropped back."""
+        raise NotImplementedError
+
+    @property
+    def needs_enrollment(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def can_refine(self) -> bool:
+        """Takes ``initial_estimate`` (X+DDTSE refinement)."""
+        raise NotImplementedError
+
+    def sampler_options(self) -> dict:
+        """{name: (type, default, help)} of the options ``extract_many`` takes."""
+        raise NotImplementedError
+
+    def validate_options(self, opts: dict) -> dict:
+        """``opts`` checked (unknown names, types, bounds) and normalised; DdtseError otherwise."""
+        raise NotImplementedError
+
+    def extract_many(self, inputs: list[ExtractionInput], *, batch_size: int = 1,
+                     chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
+                     progress: bool = False, **opts) -> list[tuple[np.ndarray, dict]]:
+        """[(estimate (T,) at the input's rate and length, info)] per input: the one inference path."""
+        raise NotImplementedError
+
+    def extract(self, mixture, enrollment=None, sample_rate: int | None = None, *,
+                chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
+                initial_estimate=None, progress: bool = False, item_id: str | None = None,
+                **opts) -> tuple[np.ndarray, dict]:
+        """Extract the target from one mixture: (T,) or (C, T) at ``sample_rate`` (default: the model's).
+
+        ``extract_many`` with one input: resampled to the model's rate and back, chunked with
+        ``chunk_seconds``, padded when shorter than ``min_samples`` (the estimate always has the
+        input's length). ``item_id`` names the item for the diffusion samplers' per-item noise.
+        Returns (estimate (T,), info with nfe, seconds, rtf).
+        """
+        if initial_estimate is not None and not self.can_refine:
+            raise DdtseError(f"the '{self.name}' model cannot refine an initial estimate")
+        [result] = self.extract_many(
+            [ExtractionInput(mixture, enrollment, sample_rate, item_id, initial_estimate)],
+            chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, progress=progress, **opts)
+        return result
+
+    def check_batch(self, batch: dict, opts: dict, clues=("enrollment", "embedding")) -> None:
+        """A collated batch this extractor can run: a speaker clue (one of ``clues``) when it
+        ``needs_enrollment``, an ``initial_estimate`` only when it ``can_refine``."""
+        if self.needs_enrollment and not any(c in batch for c in clues):
+            raise DdtseError(f"the '{self.name}' model needs an enrollment recording of the target speaker")
+        if opts.get("initial_estimate") is not None and not self.can_refine:
+            raise DdtseError(f"the '{self.name}' model cannot refine an initial estimate")
+
+
+class Extractor(ExtractorProtocol):
     """Any trained extractor behind one call: ``extract(mixture, enrollment=None, **opts)``.
 
     ``opts`` are the system's sampler options (``sampler_options()``); ``seed`` is accepted by
@@ -135,10 +210,7 @@ class Extractor:
         """Run the system on a collated batch (moved to the device); returns (B, T) on the CPU.
 
         ``opts``: sampler options, plus ``ids`` (item ids) and ``initial_estimate`` (``can_refine``)."""
-        if self.needs_enrollment and "enrollment" not in batch and "embedding" not in batch:
-            raise DdtseError(f"the '{self.name}' model needs an enrollment recording of the target speaker")
-        if opts.get("initial_estimate") is not None and not self.can_refine:
-            raise DdtseError(f"the '{self.name}' model cannot refine an initial estimate")
+        self.check_batch(batch, opts)
         batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         estimate, info = self.system.extract_batch(batch, use_ema=True, **self._own(opts))
         return estimate.float().cpu(), dict(info)
@@ -182,22 +254,6 @@ class Extractor:
                 infos[i]["seconds"] = time.perf_counter() - start
         return [self._from_model_rate(p, est, info) for p, est, info in zip(prepared, estimates, infos)]
 
-    def extract(self, mixture, enrollment=None, sample_rate: int | None = None, *,
-                chunk_seconds: float | None = None, overlap_seconds: float = 1.0,
-                initial_estimate=None, progress: bool = False, item_id: str | None = None,
-                **opts) -> tuple[np.ndarray, dict]:
-        """Extract the target from one mixture: (T,) or (C, T) at ``sample_rate`` (default: the model's).
-
-        ``extract_many`` with one input: resampled to the model's rate and back, chunked with
-        ``chunk_seconds``, padded when shorter than ``min_samples`` (the estimate always has the
-        input's length). ``item_id`` names the item for the diffusion samplers' per-item noise.
-        Returns (estimate (T,), info with nfe, seconds, rtf).
-        """
-        [result] = self.extract_many(
-            [ExtractionInput(mixture, enrollment, sample_rate, item_id, initial_estimate)],
-            chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, progress=progress, **opts)
-        return result
-
     # -- the steps of extract_many
     def _to_model_rate(self, x: ExtractionInput) -> dict:
         """One input at the model's rate: ``wav`` (C[+1], T) with the initial estimate as a last row."""
@@ -223,7 +279,7 @@ class Extractor:
     def _run(self, prepared: list[dict], ids: list, opts: dict,
              wavs: list[np.ndarray] | None = None) -> tuple[list[torch.Tensor], dict]:
         """Collate (zero padding, each padded to ``min_samples`` at least), extract, crop per item."""
-        from ddtse.data.datamodule import collate_batch
+        from ddtse.data.batch import collate_batch
 
         wavs = [p["wav"] for p in prepared] if wavs is None else wavs
         items = []
@@ -278,7 +334,7 @@ class Extractor:
         return out.astype(np.float32), info
 
 
-class ChainExtractor:
+class ChainExtractor(ExtractorProtocol):
     """X+DDTSE: a front-end's estimate refined by a model that ``can_refine`` (DDTSE) from ``t_start``.
 
     The sampler options are the refiner's (the front-end runs with its own defaults); unknown
@@ -339,15 +395,6 @@ class ChainExtractor:
             info["rtf"] += info_front["rtf"]
             out.append((estimate, info))
         return out
-
-    def extract(self, mixture, enrollment=None, sample_rate: int | None = None, *,
-                chunk_seconds: float | None = None, overlap_seconds: float = 1.0, progress: bool = False,
-                item_id: str | None = None, **opts) -> tuple[np.ndarray, dict]:
-        """One mixture through the chain (see ``Extractor.extract``)."""
-        [result] = self.extract_many([ExtractionInput(mixture, enrollment, sample_rate, item_id)],
-                                     chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
-                                     progress=progress, **opts)
-        return result
 
 
 def _as_2d(wav, channels: int) -> np.ndarray:

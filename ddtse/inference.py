@@ -74,6 +74,19 @@ def _report_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def check_run_options(batch_size: int, min_enrollment_seconds: float, chunk_seconds: float | None,
+                      overlap_seconds: float, min_seconds: float = 0.0) -> None:
+    """The run's numbers, checked in one place (the CLI calls it before loading a checkpoint, with
+    ``min_seconds`` 0; ``run_inference`` again with the model's shortest input)."""
+    from ddtse.extract import check_chunking
+
+    if int(batch_size) < 1:
+        raise DdtseError(f"--batch_size must be >= 1, got {batch_size}")
+    if not float(min_enrollment_seconds) >= 0:
+        raise DdtseError(f"--min_enrollment_seconds must be >= 0, got {min_enrollment_seconds}")
+    check_chunking(chunk_seconds, overlap_seconds, min_seconds)
+
+
 def run_inference(extractor, items: list[Item], out_dir: str | Path, *, overwrite: bool = False,
                   resume: bool = False, subtype: str = "FLOAT", chunk_seconds: float | None = None,
                   overlap_seconds: float = 1.0, progress: bool = True, channel: int | None = None,
@@ -90,15 +103,11 @@ def run_inference(extractor, items: list[Item], out_dir: str | Path, *, overwrit
     ``overwrite``; ``resume`` skips items whose complete output exists and does the rest.
     """
     from ddtse.audio.io import ensure_writable_dir
-    from ddtse.extract import check_chunking
 
     if not items:
         raise DdtseError("nothing to extract: the input list is empty")
-    if int(batch_size) < 1:
-        raise DdtseError(f"--batch_size must be >= 1, got {batch_size}")
-    if not float(min_enrollment_seconds) >= 0:
-        raise DdtseError(f"--min_enrollment_seconds must be >= 0, got {min_enrollment_seconds}")
-    check_chunking(chunk_seconds, overlap_seconds, extractor.min_samples / extractor.sample_rate)
+    check_run_options(batch_size, min_enrollment_seconds, chunk_seconds, overlap_seconds,
+                      extractor.min_samples / extractor.sample_rate)
     extractor.validate_options(opts)  # one clear error up front, not one failure per item
     report = report or _report_to_stderr
     out_dir = Path(out_dir)
@@ -117,7 +126,7 @@ def run_inference(extractor, items: list[Item], out_dir: str | Path, *, overwrit
     todo, seen = [], set()
     for item in items:
         problem = item.problem or id_problem(item.id)
-        if problem is None and item.mixture is None:
+        if problem is None and item.mixture is None and item.snrs is None:
             problem = "the item has no mixture file"
         if problem is None and item.id in seen:
             problem = f"duplicate id {item.id!r} (an earlier item writes the same output)"
@@ -167,17 +176,17 @@ def run_inference(extractor, items: list[Item], out_dir: str | Path, *, overwrit
                 except DdtseError as exc:
                     fail(item, str(exc))
             results = _run_group(extractor, group, step, chunk_seconds, overlap_seconds, opts, fail)
-            for (item, (mixture, _, sr)), (estimate, run_info) in results:
-                if estimate.shape[-1] != mixture.shape[-1]:  # a bug, not a user mistake
-                    raise RuntimeError(f"{item.id}: estimate has {estimate.shape[-1]} samples, "
-                                       f"input {mixture.shape[-1]}")
+            for (item, loaded), (estimate, run_info) in results:
+                length, sr = loaded.mixture.shape[-1], loaded.sample_rate
+                if estimate.shape[-1] != length:  # a bug, not a user mistake
+                    raise RuntimeError(f"{item.id}: estimate has {estimate.shape[-1]} samples, input {length}")
                 try:
                     save_audio(output_path(out_dir, item.id), estimate, sr, subtype=subtype, overwrite=True)
                 except DdtseError as exc:
                     fail(item, str(exc))
                     continue
                 written += 1
-                audio_seconds += mixture.shape[-1] / sr
+                audio_seconds += length / sr
                 nfe.append(run_info.get("nfe", 1))
                 seconds += run_info["seconds"]
             bar.update(len(ready[g0 : g0 + step]))
@@ -212,6 +221,13 @@ def _check_headers(item: Item, extractor, channels: int, channel: int | None) ->
     """Refuse (DdtseError) an item whose files are missing, unreadable, empty or of the wrong channel count."""
     if extractor.needs_enrollment and item.enrollment is None:
         raise DdtseError(f"the '{extractor.name}' model needs an enrollment for every input")
+    if item.mixture is None:  # an extraction-list item: mixed from its sources (mono)
+        for path in (item.reference, item.interferer):
+            if audio_info(path).frames == 0:
+                raise DdtseError(f"audio file is empty: {path}")
+        if channels > 1:
+            raise DdtseError(f"item {item.id} is mixed from mono sources; the model needs {channels}-channel mixtures")
+        return
     info = audio_info(item.mixture)
     if info.frames == 0:
         raise DdtseError(f"audio file is empty: {item.mixture}")
@@ -227,12 +243,21 @@ def _check_headers(item: Item, extractor, channels: int, channel: int | None) ->
 
 
 def _load_item(item: Item, channels: int, channel: int | None, min_enrollment_seconds: float = 0.0):
-    """(mixture (C, T), enrollment (Te,) | None, sample rate) of one item, at the file's rate.
+    """The item's audio as the extractor's input (``ExtractionInput``: mixture (C, T), enrollment
+    (Te,) | None, at the mixture file's rate, the item's id).
 
     The enrollment must last at least ``min_enrollment_seconds`` and not be silent."""
-    sr = audio_info(item.mixture).sample_rate
-    pick = channel if (channel is not None and channels == 1) else None  # only the channel used must be finite
-    mixture = load_audio(item.mixture, channel=pick, multichannel=True)[:channels]
+    from ddtse.extract import ExtractionInput
+
+    if item.mixture is None:  # an extraction-list item: WSJ0-2mix-style mixture of its sources
+        from ddtse.data.lists import render_item
+
+        rendered, _, _, sr = render_item(item)
+        mixture = rendered[None]
+    else:
+        sr = audio_info(item.mixture).sample_rate
+        pick = channel if (channel is not None and channels == 1) else None  # only the channel used must be finite
+        mixture = load_audio(item.mixture, channel=pick, multichannel=True)[:channels]
     enrollment = None
     if item.enrollment:
         enrollment = load_audio(item.enrollment, sr, channel=0)
@@ -243,19 +268,17 @@ def _load_item(item: Item, channels: int, channel: int | None, min_enrollment_se
         rms = float(np.sqrt(np.mean(np.square(enrollment, dtype=np.float64)))) if enrollment.size else 0.0
         if rms < SILENT_RMS:
             raise DdtseError(f"enrollment is silent (all zeros or below -100 dBFS): {item.enrollment}")
-    return mixture, enrollment, sr
+    return ExtractionInput(mixture, enrollment, sr, item.id)
 
 
 def _run_group(extractor, group, batch_size: int, chunk_seconds, overlap_seconds, opts, fail):
-    """[(item, loaded), (estimate, info)] for the items of a group that extract; the others go to ``fail``.
+    """[(item, input), (estimate, info)] for the items of a group that extract; the others go to ``fail``.
 
     The group goes through ``extractor.extract_many`` (the one inference path) as batches of
     ``batch_size``; a call that fails as a whole is retried item by item, so that one bad item
     costs only itself."""
-    from ddtse.extract import ExtractionInput
-
     def inputs(members):
-        return [ExtractionInput(mixture, enrollment, sr, item.id) for item, (mixture, enrollment, sr) in members]
+        return [loaded for _, loaded in members]
 
     common = dict(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
     if not group:

@@ -1,4 +1,8 @@
-"""Small name registries: ``@MODELS.register("ncsnpp")`` on a class, ``MODELS.build(cfg)`` from YAML."""
+"""Small name registries: ``@MODELS.register("ncsnpp")`` on a class, ``MODELS.build(cfg)`` from YAML.
+
+This module imports no ddtse package: the built-in entries are loaded, on the first lookup, by a
+loader that ``ddtse/__init__.py`` installs (``ddtse.components.load``, which names the packages
+that register themselves), so the registry sits below everything that fills it."""
 from __future__ import annotations
 
 import re
@@ -25,7 +29,7 @@ class Registry:
         return decorator
 
     def get(self, name: str):
-        _import_builtin_modules()
+        _load_builtins(self.kind)
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "none"
             raise DdtseError(f"unknown {self.kind} {name!r} (known: {known})")
@@ -51,11 +55,11 @@ class Registry:
             raise DdtseError(f"bad options for {self.kind} '{cfg['name']}': {where}") from exc
 
     def names(self) -> list[str]:
-        _import_builtin_modules()
+        _load_builtins(self.kind)
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
-        _import_builtin_modules()
+        _load_builtins(self.kind)
         return name in self._entries
 
 
@@ -81,18 +85,21 @@ def _culprits(cls, options: dict, extra: dict, limit: int = 16) -> list[str]:
 MODELS = Registry("model")
 SYSTEMS = Registry("system")
 DATASETS = Registry("dataset")
+SOURCES = Registry("item source")  # listers of items: name -> function(**options) -> list[Item]
 
-_BUILTIN_MODULES = ("ddtse.models", "ddtse.systems", "ddtse.data")
-_imported = False
+_loader: Callable[[str], None] | None = None
+_loaded: set[str] = set()
 
 
-def _import_builtin_modules() -> None:
-    """Import the packages whose modules register themselves (once, lazily)."""
-    global _imported
-    if _imported:
+def install_loader(loader: Callable[[str], None]) -> None:
+    """Set the function that imports the built-in entries of a registry kind (``ddtse.components.load``)."""
+    global _loader
+    _loader = loader
+
+
+def _load_builtins(kind: str) -> None:
+    """Import the modules that register the built-in entries of ``kind`` (once, on the first lookup)."""
+    if kind in _loaded or _loader is None:
         return
-    _imported = True
-    import importlib
-
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    _loaded.add(kind)
+    _loader(kind)

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ddtse.audio.io import audio_info, find_audio_files, load_audio, resample
-from ddtse.data.items import Item
+from ddtse.audio.io import audio_info, load_audio, resample
+from ddtse.data.items import (FolderMatcher, Item, audio_index, items_from_folders, require_dir,
+                              unique_by_name)
+from ddtse.data.lists import is_rendered, render_item
 from ddtse.errors import DdtseError
 from ddtse.metrics import (DEFAULT_METRICS, DNSMOS_METRICS, NEEDS_INTERFERER, NON_INTRUSIVE, compute_metrics,
                            cosine_similarity, is_silent, pesq_mode)
@@ -36,112 +38,83 @@ class ScoreReport:
 
 
 # -- pairing --------------------------------------------------------------------------------
-def _index(root: Path) -> dict[str, Path]:
-    return {p.relative_to(root).with_suffix("").as_posix(): p for p in find_audio_files(root)}
+def attach_estimates(items: list[Item], enhanced_dir=None, score_mixture: bool = False) -> tuple[list[Item], list[str]]:
+    """Pair items of any source with their estimates by id: ``<enhanced_dir>/<id>.<ext>``, then, when
+    the id's file name is unique among both the items and the estimates, by that name.
 
-
-def _require_dir(path: str | Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        raise DdtseError(f"{what} directory not found: {path}")
-    return path
-
-
-class _Matcher:
-    """Files of a side folder (mixtures, interferers, enrollments) found by relative path, then by
-    unique file name."""
-
-    def __init__(self, root, what: str):
-        self.root, self.what = _require_dir(root, what), what
-        self.index = _index(self.root)
-        self.by_name = _unique_by_name(self.index)
-
-    def find(self, key: str) -> Path:
-        path = self.index.get(key) or self.by_name.get(Path(key).name)
-        if path is None:
-            raise DdtseError(f"no {self.what} file for '{key}' under {self.root}")
-        return path
+    Returns (items with ``estimate`` set, in id order; ids without an estimate). ``score_mixture``
+    scores each item's mixture itself (the baseline row), on the items present in ``enhanced_dir``
+    when one is given. An interferer file that does not exist is dropped (the selection metrics
+    then say what is missing)."""
+    enhanced_dir = require_dir(enhanced_dir, "enhanced") if enhanced_dir is not None else None
+    if enhanced_dir is None and not score_mixture:
+        raise DdtseError("give the folder of extracted audio")
+    ests = audio_index(enhanced_dir) if enhanced_dir is not None else {}
+    if enhanced_dir is not None and not ests:
+        raise DdtseError(f"no audio files (.wav/.flac/.ogg) under the enhanced directory {enhanced_dir}")
+    est_by_name = unique_by_name(ests)
+    item_by_name = unique_by_name({item.id: item for item in items if isinstance(item.id, str) and item.id})
+    paired, missing = [], []
+    for item in sorted(items, key=lambda i: str(i.id)):
+        name = Path(item.id).name if item.id else ""
+        found = ests.get(item.id) or (est_by_name.get(name) if name in item_by_name else None)
+        if score_mixture:
+            if enhanced_dir is not None and found is None:
+                continue  # not in the subset being compared
+            if item.mixture is None:
+                raise DdtseError(f"--score_mixture: item {item.id} has no mixture file")
+            found = item.mixture
+        if found is None:
+            missing.append(item.id)
+            continue
+        item.estimate = Path(found)
+        if item.interferer is not None and not Path(item.interferer).is_file():
+            item.interferer = None
+        paired.append(item)
+    if not paired:
+        raise DdtseError(f"no file under {enhanced_dir} is named like an item id (e.g. {items[0].id}.wav)"
+                         if items else "the source lists no items")
+    return paired, missing
 
 
 def pair_folders(gt_dir, enhanced_dir, mix_dir=None, interferer_dir=None,
                  enroll_dir=None) -> tuple[list[Item], list[str]]:
-    """Match files by relative path (then by unique file name) under the folders.
+    """The ``folders`` source (``items_from_folders``) paired with the estimates under ``enhanced_dir``.
 
     Returns (items, missing ids): a reference with no estimate is missing. Without ``gt_dir``
     every estimate is an item with no reference (for non-intrusive metrics).
     """
-    refs = None
-    if gt_dir is not None:
-        gt_dir = _require_dir(gt_dir, "reference")
-        refs = _index(gt_dir)
-        if not refs:
-            raise DdtseError(f"no audio files (.wav/.flac/.ogg) under the reference directory {gt_dir}")
-    enhanced_dir = _require_dir(enhanced_dir, "enhanced")
-    ests = _index(enhanced_dir)
+    if gt_dir is None:
+        return estimates_only(enhanced_dir, enroll_dir), []
+    items = items_from_folders(gt_dir, mix_dir, interferer_dir, enroll_dir)
+    try:
+        return attach_estimates(items, enhanced_dir)
+    except DdtseError as exc:
+        if "is named like an item id" in str(exc):
+            raise DdtseError(f"no file under {enhanced_dir} matches a reference under {gt_dir} by name") from exc
+        raise
+
+
+def estimates_only(enhanced_dir, enroll_dir=None) -> list[Item]:
+    """Every estimate under ``enhanced_dir`` as an item with no reference (non-intrusive metrics), with
+    its enrollment from ``enroll_dir`` (matched by relative path or unique name) when given."""
+    enhanced_dir = require_dir(enhanced_dir, "enhanced")
+    ests = audio_index(enhanced_dir)
     if not ests:
         raise DdtseError(f"no audio files (.wav/.flac/.ogg) under the enhanced directory {enhanced_dir}")
-    if refs is None:
-        refs = dict.fromkeys(ests)
-    side = {name: _Matcher(root, what) for name, root, what in
-            (("mixture", mix_dir, "mixture"), ("interferer", interferer_dir, "interferer"),
-             ("enrollment", enroll_dir, "enrollment")) if root is not None}
-    est_by_name = _unique_by_name(ests)
-    items, missing = [], []
-    for key, ref in refs.items():
-        est = ests.get(key) or est_by_name.get(Path(key).name)
-        if est is None:
-            missing.append(key)
-            continue
-        items.append(Item(key, reference=ref, estimate=est, **{name: m.find(key) for name, m in side.items()}))
-    if not items:
-        raise DdtseError(f"no file under {enhanced_dir} matches a reference under {gt_dir} by name")
-    return items, missing
-
-
-def _unique_by_name(index: dict[str, Path]) -> dict[str, Path]:
-    counts: dict[str, int] = {}
-    for key in index:
-        counts[Path(key).name] = counts.get(Path(key).name, 0) + 1
-    return {Path(k).name: p for k, p in index.items() if counts[Path(k).name] == 1}
+    enroll = FolderMatcher(enroll_dir, "enrollment") if enroll_dir is not None else None
+    return [Item(key, estimate=est, enrollment=enroll.find(key) if enroll else None) for key, est in ests.items()]
 
 
 def pair_librimix(split_dir, enhanced_dir, mixture_type: str = "mix_both", score_mixture: bool = False,
-                  enrollments: bool = False, enroll_map=None) -> tuple[list[Item], list[str]]:
-    """The items of a Libri2Mix split (``ddtse.data.items.items_from_librimix``: reference, interferer,
-    mixture, FF/MM/FM group, and with ``enrollments`` the enrollment from the split's or the given
-    map) paired with their estimates ``<enhanced>/s<k>/<mixture_ID>.wav``, in id order.
-    ``score_mixture`` scores the mixture itself as the estimate (the baseline row), on the items
-    present in ``enhanced_dir`` when one is given."""
+                  enrollments: bool = False, enrollment_map=None) -> tuple[list[Item], list[str]]:
+    """The items of a Libri2Mix split (the ``librimix`` source: reference, interferer, mixture,
+    FF/MM/FM group, and with ``enrollments`` the enrollment from the split's or the given map)
+    paired with their estimates ``<enhanced>/s<k>/<mixture_ID>.wav`` (``attach_estimates``)."""
     from ddtse.data.librimix import items_from_librimix
 
-    split_dir = _require_dir(split_dir, "Libri2Mix split")
-    enhanced_dir = _require_dir(enhanced_dir, "enhanced") if enhanced_dir is not None else None
-    if not (split_dir / mixture_type).is_dir():
-        raise DdtseError(f"{split_dir} has no '{mixture_type}' folder; is it a Libri2Mix split (e.g. wav16k/min/test)?")
-    if enhanced_dir is None and not score_mixture:
-        raise DdtseError("give the folder of extracted audio")
-    for k in (1, 2):
-        if not (split_dir / f"s{k}").is_dir():
-            raise DdtseError(f"{split_dir} has no s{k} folder")
-    ests = _index(enhanced_dir) if enhanced_dir is not None else {}
-    items, missing = [], []
-    for item in sorted(items_from_librimix(split_dir, mixture_type, enroll_map, enrollments=enrollments),
-                       key=lambda i: i.id):
-        if score_mixture and (enhanced_dir is None or item.id in ests):
-            item.estimate = item.mixture
-        elif score_mixture:
-            continue  # not in the subset being compared
-        else:
-            item.estimate = ests.get(item.id)
-        if item.estimate is None:
-            missing.append(item.id)
-            continue
-        if item.interferer is not None and not item.interferer.is_file():
-            item.interferer = None
-        items.append(item)
-    if not items:
-        raise DdtseError(f"no file under {enhanced_dir} is named like s1/<mixture_ID>.wav for {split_dir}")
-    return items, missing
+    return attach_estimates(items_from_librimix(split_dir, mixture_type, enrollment_map, enrollments=enrollments),
+                            enhanced_dir, score_mixture)
 
 
 def read_groups(path: str | Path) -> dict[str, str]:
@@ -201,7 +174,7 @@ class SpeakerEmbedder:
 def load_speaker_embedder(path: str | Path) -> SpeakerEmbedder:
     """The speaker encoder of a project checkpoint (a speaker_encoder system, or an extractor such as
     DDTSE whose network has a speaker module reading the enrollment), read with weights_only loading."""
-    from ddtse.models.speaker import load_speaker_encoder
+    from ddtse.checkpoint import load_speaker_encoder
 
     module = load_speaker_encoder(path)
     return SpeakerEmbedder(module, module.sample_rate)
@@ -267,8 +240,11 @@ def _score_item(item: Item) -> dict:
 
 def _measure(item: Item) -> dict:
     metrics = _WORKER["metrics"]
-    ref = None
-    if item.reference is not None:
+    ref = mix = interferer = None
+    if is_rendered(item):  # an extraction-list item: scored against its sources as mixed
+        mix, ref, interferer, sr = render_item(item)
+        est, est_rate = _load_first_channel(item.estimate, sr)
+    elif item.reference is not None:
         ref, sr = _load_first_channel(item.reference)
         est, est_rate = _load_first_channel(item.estimate, sr)
     else:
@@ -277,8 +253,10 @@ def _measure(item: Item) -> dict:
     absent = ref is not None and is_silent(ref)  # target absent: a silent estimate is the right answer
     if not absent and is_silent(est):
         raise DdtseError(f"the estimate {item.estimate} is silent (peak below -120 dBFS)")
-    mix = _load_first_channel(item.mixture, sr)[0] if item.mixture is not None else None
-    interferer = _load_first_channel(item.interferer, sr)[0] if item.interferer is not None else None
+    if item.mixture is not None:
+        mix = _load_first_channel(item.mixture, sr)[0]
+    if interferer is None and item.interferer is not None:
+        interferer = _load_first_channel(item.interferer, sr)[0]
     if ref is not None:
         for what, wav in (("estimate", est), ("mixture", mix), ("interferer", interferer)):
             if wav is not None:
@@ -312,17 +290,19 @@ def _speaker_similarity(estimate: np.ndarray, sample_rate: int, enrollment: Path
 def check_request(items: list[Item], metrics, speaker_ckpt=None) -> None:
     """Refuse, in one line, metrics the items cannot give (no reference, interferer, mixture,
     enrollment or speaker checkpoint)."""
-    def lacking(attr):
-        return any(getattr(item, attr) is None for item in items)
+    def lacking(attr):  # an extraction-list item's mixture is made from its sources
+        return any(getattr(item, attr) is None and not (attr == "mixture" and is_rendered(item)) for item in items)
 
     intrusive = [m for m in metrics if m not in NON_INTRUSIVE]
     if intrusive and lacking("reference"):
-        raise DdtseError(f"{', '.join(intrusive)} need(s) a reference (--gt_dir); without one only "
+        raise DdtseError(f"{', '.join(intrusive)} need(s) a reference (--gt_dir, a reference column in --list, "
+                         f"or --split); without one only "
                          f"{', '.join(NON_INTRUSIVE)} can be scored")
     needs_interferer = [m for m in metrics if m in NEEDS_INTERFERER]
     if needs_interferer and lacking("interferer"):
         raise DdtseError(f"{', '.join(needs_interferer)} need(s) the interfering speaker's source: "
-                         "give --interferer_dir (folder mode), or a Libri2Mix split with s1/ and s2/")
+                         "give --interferer_dir (folder mode), an interferer column in --list, or a Libri2Mix "
+                         "split with s1/ and s2/")
     if "accepted" in metrics and lacking("mixture"):
         raise DdtseError("accepted (SI-SDRi > 1 dB) needs the mixture: give --mix_dir")
     for energy in ("absent_energy_db", "present_energy_db"):
@@ -332,8 +312,8 @@ def check_request(items: list[Item], metrics, speaker_ckpt=None) -> None:
         if speaker_ckpt is None:
             raise DdtseError("spk_sim needs --speaker_ckpt (a checkpoint whose model has a speaker encoder)")
         if lacking("enrollment"):
-            raise DdtseError("spk_sim needs an enrollment per item: --enroll_dir (folder mode) or "
-                             "--enroll_map (Libri2Mix mode)")
+            raise DdtseError("spk_sim needs an enrollment per item: --enroll_dir (folder mode), an enrollment "
+                             "column in --list, or --enrollment_map (Libri2Mix mode)")
 
 
 def summarise(rows: list[dict], metrics) -> dict:
@@ -417,7 +397,7 @@ def score_items(items: list[Item], out_dir: str | Path | None = None, *, jobs: i
     """
     if not items:
         raise DdtseError("nothing to score")
-    metrics = [m for m in metrics if m != "si_sdri" or any(i.mixture for i in items)]
+    metrics = [m for m in metrics if m != "si_sdri" or any(i.mixture or is_rendered(i) for i in items)]
     check_request(items, metrics, speaker_ckpt)
     if "spk_sim" in metrics:
         load_speaker_embedder(speaker_ckpt)  # a bad checkpoint is one error here, not one per item

@@ -8,7 +8,7 @@ root=$1 exp=$2; shift 2
 stage=${STAGE:-stage1}
 split="$root/wav16k/min/test"
 python="$(bash tools/setup_env.sh)"
-"$python" infer.py --ckpt "$exp/$stage/checkpoints/last.ckpt" --librimix_split "$split" \
+"$python" infer.py --ckpt "$exp/$stage/checkpoints/last.ckpt" --split "$split" \
     --out_dir "$exp/extracted/test/$stage" --seed 100 "$@"
-"$python" calc_metrics.py --librimix_split "$split" --enhanced_dir "$exp/extracted/test/$stage" \
+"$python" calc_metrics.py --split "$split" --enhanced_dir "$exp/extracted/test/$stage" \
     --out_dir "$exp/scores/test/$stage" --overwrite

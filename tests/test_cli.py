@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ["train.py", "infer.py", "calc_metrics.py", "slicer.py", *sorted(
     str(p.relative_to(REPO)) for p in (REPO / "data").glob("*.py"))]
 HYPHENATED = re.compile(r"--[a-z0-9]+-[a-z0-9]")  # an option with a hyphen inside its name
-OLD_NAMES = re.compile(r"--out\b|--base_dir\b")  # replaced by --out_dir / --output
+OLD_NAMES = re.compile(r"--out\b|--base_dir\b|--enroll_map\b|--librimix_split\b|--splits\b|--set\b")  # replaced by --out_dir / --output, --enrollment_map, --split
 
 
 def assert_one_spelling(help_text: str, where: str) -> None:
@@ -231,6 +231,17 @@ LEGACY = [  # command, old spelling, new spelling, what the new one must give
                                         "--enrollment-seconds", "2"],
      ["--batch_size", "2", "--num_workers", "0", "--segment_seconds", "1", "--enrollment_seconds", "2"],
      {"batch_size": 2, "num_workers": 0, "segment_seconds": 1.0, "enrollment_seconds": 2.0}),
+    # one spelling for the enrollment map and for a split (issue 24)
+    ("infer", ["--ckpt", "c", "--librimix_split", "S", "--enroll_map", "M", "--out_dir", "o"],
+     ["--ckpt", "c", "--split", "S", "--enrollment_map", "M", "--out_dir", "o"], {"split": "S", "enrollment_map": "M"}),
+    ("score", ["--librimix_split=S", "--enroll_map=M", "--enhanced_dir", "e"],
+     ["--split", "S", "--enrollment_map", "M", "--enhanced_dir", "e"], {"split": "S", "enrollment_map": "M"}),
+    ("report", ["--exp_dir", "E", "--librimix_split", "S", "--enroll_map", "M"],
+     ["--exp_dir", "E", "--split", "S", "--enrollment_map", "M"], {"split": "S", "enrollment_map": "M"}),
+    ("evaluate", ["--ckpt", "c", "--set", "valid", "--out_dir", "o"], ["--ckpt", "c", "--split", "valid", "--out_dir", "o"],
+     {"split": "valid"}),
+    ("prepare", ["--root", "R", "--out_dir", "L", "--splits", "dev", "test"],
+     ["--root", "R", "--out_dir", "L", "--split", "dev", "test"], {"split": ["dev", "test"]}),
     ("benchmarks/bench_long_file.py", ["--out", "r/x"], ["--output", "r/x"], {"output": "r/x"}),
     ("recipes/focused/local/make_demo.py", ["--out", "D"], ["--out_dir", "D"], {"out_dir": "D"}),
 ]

@@ -179,12 +179,12 @@ def test_librimix_mode_finds_reference_mixture_and_sex_groups(tmp_path, speech_p
     (enh / "s2").mkdir()
     sf.write(enh / "s1" / f"{mid}.wav", clean + 0.05 * noisy, sr)
     sf.write(enh / "s2" / f"{mid}.wav", noisy - clean, sr)
-    assert score(["--librimix_split", str(split), "--enhanced_dir", str(enh), "--out_dir", str(tmp_path / "l")]) == 0
+    assert score(["--split", str(split), "--enhanced_dir", str(enh), "--out_dir", str(tmp_path / "l")]) == 0
     summary = json.loads((tmp_path / "l" / "summary.json").read_text())
     assert summary["n_items"] == 2 and list(summary["groups"]) == ["FM"]
     assert summary["si_sdri"]["mean"] > 5
     (enh / "s2" / f"{mid}.wav").unlink()  # the mixture row is scored on the extracted subset only
-    assert score(["--librimix_split", str(split), "--enhanced_dir", str(enh), "--score_mixture",
+    assert score(["--split", str(split), "--enhanced_dir", str(enh), "--score_mixture",
                   "--out_dir", str(tmp_path / "m")]) == 0
     mixture = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert mixture["n_items"] == 1 and mixture["si_sdri"]["mean"] == pytest.approx(0.0, abs=1e-9)
@@ -294,7 +294,7 @@ def test_librimix_confusion_and_acceptance(swap, libri2mix_split, tmp_path, caps
     enh = tmp_path / "enh"
     _write_estimates(enh, sources, swap)
     out = tmp_path / "scores"
-    assert score(["--librimix_split", str(split), "--enhanced_dir", str(enh), "--metrics", SELECTION,
+    assert score(["--split", str(split), "--enhanced_dir", str(enh), "--metrics", SELECTION,
                   "--out_dir", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_items"] == 4
@@ -319,7 +319,7 @@ def test_librimix_confusion_and_acceptance(swap, libri2mix_split, tmp_path, caps
 def test_librimix_mixture_row_has_selection_metrics(libri2mix_split, tmp_path):
     split, sources = libri2mix_split
     out = tmp_path / "mixture"
-    assert score(["--librimix_split", str(split), "--score_mixture", "--metrics", SELECTION, "--out_dir", str(out)]) == 0
+    assert score(["--split", str(split), "--score_mixture", "--metrics", SELECTION, "--out_dir", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["accepted"]["mean"] == 0.0  # SI-SDRi of the mixture is 0 dB
     s1, s2, mixture = sources[MIXTURES[0]]
@@ -391,7 +391,7 @@ def test_spk_sim_librimix_uses_map_and_ema_encoder(libri2mix_split, ddtse_ckpt, 
     enh = tmp_path / "enh"
     _write_estimates(enh, sources, swap=True)
     out = tmp_path / "s"
-    assert score(["--librimix_split", str(split), "--enhanced_dir", str(enh), "--metrics", "si_sdr,spk_sim",
+    assert score(["--split", str(split), "--enhanced_dir", str(enh), "--metrics", "si_sdr,spk_sim",
                   "--speaker_ckpt", str(ckpt), "--out_dir", str(out)]) == 0
     rows = {r.split(",")[0]: r.split(",") for r in (out / "per_utt.csv").read_text().splitlines()[1:]}
     a, b = MIXTURES
@@ -471,7 +471,7 @@ def test_spk_sim_librimix_without_map_is_one_line(libri2mix_split, tmp_path, cap
     (split / "map_mixture2enrollment").unlink()
     enh = tmp_path / "enh"
     _write_estimates(enh, sources, swap=False)
-    assert score(["--librimix_split", str(split), "--enhanced_dir", str(enh), "--metrics", "spk_sim",
+    assert score(["--split", str(split), "--enhanced_dir", str(enh), "--metrics", "spk_sim",
                   "--speaker_ckpt", "x.ckpt", "--out_dir", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--enroll_map" in err[0]
+    assert len(err) == 1 and "--enrollment_map" in err[0]

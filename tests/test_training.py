@@ -308,7 +308,7 @@ def test_infer_cli_modes_and_bad_inputs(trained, corpus, tmp_path, capsys):
 def test_infer_librimix_split_batched(trained, corpus, tmp_path):
     exp, _ = trained
     split = corpus / "wav8k" / "min" / "test"
-    assert _infer(["--ckpt", str(exp / "checkpoints" / "last.ckpt"), "--librimix_split", str(split),
+    assert _infer(["--ckpt", str(exp / "checkpoints" / "last.ckpt"), "--split", str(split),
                    "--out_dir", str(tmp_path / "b"), "--batch_size", "3"]) == 0
     outs = sorted((tmp_path / "b").rglob("*.wav"))
     assert len(outs) == 4  # 2 mixtures x 2 targets, named s<k>/<mixture_ID>.wav

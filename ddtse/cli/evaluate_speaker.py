@@ -50,7 +50,7 @@ def main(argv=None):
     import torch
 
     from ddtse.data.speakers import SpeakerUtteranceDataset
-    from ddtse.models.speaker import load_speaker_encoder
+    from ddtse.checkpoint import load_speaker_encoder
     from ddtse.speaker_verification import evaluate_speaker_encoder, write_json
 
     encoder = load_speaker_encoder(args.ckpt)

@@ -1,10 +1,9 @@
-"""python infer.py --ckpt C (--librimix_split DIR | --list F | --input_dir D | --mixture M) ..."""
+"""python infer.py --ckpt C (--split DIR | --list F | --input_dir D | --mixture M | --source NAME ...) ..."""
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ddtse.cli import run_cli
+from ddtse.cli import ArgumentParser, run_cli
 
 DEFAULT_SEED = 100
 #: shorthands kept from before ``--opt``: each is ``--opt NAME=VALUE`` (name, type, help)
@@ -17,19 +16,15 @@ ALIASES = (
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Extract the target speaker with any trained checkpoint.")
+    from ddtse.data.sources import add_source_args
+
+    p = ArgumentParser(description="Extract the target speaker with any trained checkpoint.")
     p.add_argument("--ckpt", required=True, help="checkpoint of any model (DDTSE, SGMSE+, TD-SpeakerBeam, DPTNet), "
                                                  "or an exported .onnx file (ddtse export)")
     p.add_argument("--refine_ckpt", help="X+DDTSE: refine --ckpt's output with this checkpoint "
                    "(a system that can refine, e.g. DDTSE)")
-    src = p.add_argument_group("input (choose one)")
-    src.add_argument("--librimix_split", help="Libri2Mix split folder, e.g. Libri2Mix/wav16k/min/test")
-    src.add_argument("--mixture_type", default="mix_both")
-    src.add_argument("--enroll_map", help="SpeakerBeam-style map_mixture2enrollment (default: the split's own)")
-    src.add_argument("--list", help="CSV/TSV with columns id, mixture[, enrollment]")
-    src.add_argument("--input_dir", help="a folder of mixtures; outputs mirror its tree")
-    src.add_argument("--mixture", help="one mixture file")
-    p.add_argument("--enrollment", help="enrollment file for --mixture / --input_dir")
+    add_source_args(p, shorthands=("--split", "--list", "--input_dir", "--mixture", "--extr_list"),
+                    flags=("--enrollment", "--mixture_type", "--enrollment_map"), title="input")
     p.add_argument("--output", help="output file for --mixture")
     p.add_argument("--out_dir", help="output folder (items written as <out_dir>/<id>.wav)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -62,32 +57,28 @@ def main(argv=None):
     from ddtse.errors import DdtseError
     from ddtse.export import load_extractor
     from ddtse.extract import ChainExtractor, Extractor
-    from ddtse.data.items import item_from_pair, items_from_folder, items_from_list
-    from ddtse.data.librimix import items_from_librimix
+    from ddtse.data.sources import items_from_args, source_request
     from ddtse.inference import run_inference
 
-    sources = [s for s in ("librimix_split", "list", "input_dir", "mixture") if getattr(args, s)]
-    if len(sources) != 1:
-        raise DdtseError("give exactly one input: --librimix_split, --list, --input_dir or --mixture")
+    request = source_request(args)
+    if request is None:
+        raise DdtseError("give exactly one input: --split, --list, --input_dir, --mixture, --extr_list "
+                         "or --source NAME")
     _check_numbers(args)
-    if args.mixture:
+    one_file = request[0] == "pair"
+    if one_file:
         if not args.output:
             raise DdtseError("--mixture needs --output FILE")
         out = Path(args.output)
         if out.is_dir() or args.output.endswith(("/", "\\")):
             raise DdtseError(f"--output names a folder ({args.output}); give a file name, e.g. {out / 'estimate.wav'}")
-        items = [item_from_pair(args.mixture, args.enrollment, out.with_suffix("").name)]
+        items = items_from_args(args, item_id=out.with_suffix("").name)
         out_dir = out.parent
     else:
         if not args.out_dir:
             raise DdtseError("give --out_dir for the extracted files")
         out_dir = Path(args.out_dir)
-        if args.librimix_split:
-            items = items_from_librimix(args.librimix_split, args.mixture_type, args.enroll_map)
-        elif args.list:
-            items = items_from_list(args.list)
-        else:
-            items = items_from_folder(args.input_dir, args.enrollment)
+        items = items_from_args(args)
     if args.limit is not None:
         items = items[: args.limit]
 
@@ -103,7 +94,7 @@ def main(argv=None):
                             subtype=args.subtype, chunk_seconds=args.chunk_seconds,
                             overlap_seconds=args.overlap_seconds, progress=not args.quiet, channel=args.channel,
                             batch_size=args.batch_size, min_enrollment_seconds=args.min_enrollment_seconds,
-                            strict=bool(args.mixture), **opts)
+                            strict=one_file, **opts)
     skipped = f", {summary['skipped_existing']} already done" if summary["skipped_existing"] else ""
     print(f"{summary['written']} of {summary['items']} item(s) -> {out_dir}{skipped}  model {summary['model']}  "
           f"NFE/item {summary['nfe_per_item']:.0f}  RTF {summary['rtf']:.3f} ({summary['device']})")
@@ -165,14 +156,9 @@ def _check_numbers(args) -> None:
 
     if args.limit is not None and args.limit < 1:
         raise DdtseError(f"--limit must be >= 1, got {args.limit}")
-    if args.batch_size < 1:
-        raise DdtseError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if not args.min_enrollment_seconds >= 0:
-        raise DdtseError(f"--min_enrollment_seconds must be >= 0, got {args.min_enrollment_seconds}")
-    if args.chunk_seconds is not None:
-        from ddtse.extract import check_chunking
+    from ddtse.inference import check_run_options
 
-        check_chunking(args.chunk_seconds, args.overlap_seconds)
+    check_run_options(args.batch_size, args.min_enrollment_seconds, args.chunk_seconds, args.overlap_seconds)
     if args.resume and args.overwrite:
         raise DdtseError("--resume keeps finished outputs and --overwrite replaces them: give one")
 

@@ -33,11 +33,11 @@ def prepare_libri2mix_parser() -> ArgumentParser:
         description="Check a Libri2Mix tree (files, rates, lengths, counts) and write the lists and "
                     "enrollment maps the libri2mix loader reads (use them with lists_dir: OUT_DIR).",
         legacy={"--out": "--out_dir", "--sample-rate": "--sample_rate", "--enrollment-map": "--enrollment_map",
-                "--no-audio-check": "--no_audio_check"})
+                "--no-audio-check": "--no_audio_check", "--splits": "--split"})
     parser.add_argument("--root", required=True, help="Libri2Mix root (holding wav8k/ and/or wav16k/)")
     parser.add_argument("--out_dir", required=True,
                         help="output folder for <split>/mixture_*.csv and map_mixture2enrollment")
-    parser.add_argument("--splits", nargs="+", default=["dev", "test"], help="e.g. train-100 dev test")
+    parser.add_argument("--split", nargs="+", default=["dev", "test"], help="split(s) to prepare, e.g. train-100 dev test")
     parser.add_argument("--sample_rate", type=int, default=16000, choices=[8000, 16000])
     parser.add_argument("--mode", default="min", choices=["min", "max"])
     parser.add_argument("--types", nargs="+", default=["mix_both"], choices=["mix_both", "mix_clean", "mix_single"])
@@ -59,7 +59,7 @@ def _prepare_libri2mix(argv) -> int:
         if not sep or not path:
             raise DdtseError(f"--enrollment_map expects SPLIT=PATH, got '{item}'")
         maps[split] = path
-    reports = prepare_libri2mix(args.root, args.out_dir, args.splits, args.sample_rate, args.mode, args.types,
+    reports = prepare_libri2mix(args.root, args.out_dir, args.split, args.sample_rate, args.mode, args.types,
                                 args.seed, maps, not args.no_audio_check, overwrite=args.overwrite)
     failed = False
     for report in reports:

@@ -8,6 +8,8 @@ from ddtse.cli import ArgumentParser, run_cli
 
 
 def parse_args(argv=None):
+    from ddtse.data.sources import add_source_args
+
     p = ArgumentParser(description="Collect scores into a results table and plot spectrograms.",
                        legacy={"--out": "--output"})
     p.add_argument("--exp_dir", required=True)
@@ -17,9 +19,8 @@ def parse_args(argv=None):
     p.add_argument("--header", default="", help="text (Markdown) put above the table, e.g. the data set")
     p.add_argument("--commands", default=None, help="file whose text is appended as the commands that produced it")
     p.add_argument("--plots", type=int, default=0, help="spectrogram PNGs for this many utterances")
-    p.add_argument("--librimix_split", help="split the extracted ids refer to (for the plots)")
-    p.add_argument("--mixture_type", default="mix_both")
-    p.add_argument("--enroll_map", default=None)
+    add_source_args(p, shorthands=("--split", "--list"), flags=("--mixture_type", "--enrollment_map"),
+                    title="items the extracted ids refer to (for the plots)")
     p.add_argument("--curve", action="append", default=[],
                    help="LABEL|RUN_DIR (relative to --exp_dir): add this training run to learning_curves.png; repeatable")
     p.add_argument("--output", default="RESULTS.md", help="results file, relative to --exp_dir (default: RESULTS.md)")
@@ -30,6 +31,7 @@ def main(argv=None):
     args = parse_args(argv)
     from ddtse.audio.io import audio_info, load_audio
     from ddtse.errors import DdtseError
+    from ddtse.data.sources import items_from_args
     from ddtse.report import load_row, plot_learning_curves, plot_spectrograms, results_table
 
     exp = Path(args.exp_dir)
@@ -48,19 +50,22 @@ def main(argv=None):
         text += [args.header, ""]
     text.append(results_table(rows))
     pngs = []
-    if args.plots and args.librimix_split:
-        from ddtse.data.librimix import items_from_librimix
-
+    items = items_from_args(args, required=False) if args.plots else None
+    if items:
         shown = 0
-        for item in items_from_librimix(args.librimix_split, args.mixture_type, args.enroll_map):
+        for item in items:
             ests = {label: d / f"{item.id}.wav" for label, d in extracted.items() if (d / f"{item.id}.wav").exists()}
             if len(ests) < len(extracted) or not ests:
                 continue
-            info_sr = audio_info(item.mixture).sample_rate
-            signals = {"mixture": load_audio(item.mixture, info_sr, channel=0),
-                       "enrollment": load_audio(item.enrollment, info_sr)}
+            info_sr = audio_info(item.mixture or next(iter(ests.values()))).sample_rate
+            signals = {}
+            if item.mixture is not None:
+                signals["mixture"] = load_audio(item.mixture, info_sr, channel=0)
+            if item.enrollment is not None:
+                signals["enrollment"] = load_audio(item.enrollment, info_sr)
             signals.update({label: load_audio(p, info_sr) for label, p in ests.items()})
-            signals["reference"] = load_audio(item.reference, info_sr)
+            if item.reference is not None:
+                signals["reference"] = load_audio(item.reference, info_sr)
             png = plot_spectrograms(exp / "plots" / f"{item.id.replace('/', '_')}.png", signals, info_sr, item.id)
             pngs.append(png)
             shown += 1

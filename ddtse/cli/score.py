@@ -2,39 +2,35 @@
 DNSMOS and speaker similarity of extracted audio."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from ddtse.cli import run_cli
+from ddtse.cli import ArgumentParser, run_cli
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    from ddtse.data.sources import add_source_args
+
+    p = ArgumentParser(
         description="Score extracted speech: per-utterance CSV, summary JSON/Markdown, table on stdout.",
-        epilog="Folder mode: --gt_dir REF --enhanced_dir EST [--mix_dir MIX] [--interferer_dir INT] "
-               "[--enroll_dir ENR]; DNSMOS alone needs only --enhanced_dir. Libri2Mix mode: "
-               "--librimix_split ROOT/wav16k/min/test --enhanced_dir EST (files s1/<mixture_ID>.wav; the "
-               "interferer is the mixture's other source). Items that cannot be scored are listed in "
-               "failed.txt beside the scores and make the exit code non-zero.",
+        epilog="Estimates are matched to items by id (<enhanced_dir>/<id>.wav). Any item source works: "
+               "--list items.csv (the CSV infer.py --list reads, with reference[, interferer, mixture, "
+               "enrollment] columns), --split ROOT/wav16k/min/test (files s1/<mixture_ID>.wav; the interferer "
+               "is the mixture's other source), --gt_dir REF [--mix_dir MIX] [--interferer_dir INT] "
+               "[--enroll_dir ENR] (folders), or --source NAME --source_opt KEY=VALUE. DNSMOS alone needs "
+               "only --enhanced_dir. Items that cannot be scored are listed in failed.txt beside the scores "
+               "and make the exit code non-zero.",
     )
-    p.add_argument("--gt_dir", help="reference (clean target) folder; files matched by relative path or name")
+    add_source_args(p, shorthands=("--gt_dir", "--list", "--split", "--extr_list"),
+                    flags=("--mix_dir", "--interferer_dir", "--enroll_dir", "--mixture_type", "--enrollment_map"))
     p.add_argument("--enhanced_dir", help="folder of extracted audio")
     p.add_argument("--score_mixture", action="store_true",
-                   help="Libri2Mix mode: score the unprocessed mixture (the baseline row); with "
-                        "--enhanced_dir, only on the items extracted there")
-    p.add_argument("--mix_dir", help="mixture folder, for SI-SDRi and accepted")
-    p.add_argument("--interferer_dir", help="folder of the interfering speakers' sources (matched by name like "
-                                            "--gt_dir), for si_sdr_interferer, selected and confusion")
-    p.add_argument("--enroll_dir", help="folder of enrollments matched by name, for spk_sim (folder mode)")
-    p.add_argument("--enroll_map", help="Libri2Mix mode: SpeakerBeam-style map_mixture2enrollment for spk_sim "
-                                        "(default: the split's own)")
+                   help="score the unprocessed mixture (the baseline row); with --enhanced_dir, only on the "
+                        "items extracted there")
     p.add_argument("--speaker_ckpt", help="a speaker_encoder checkpoint, or an extractor whose network has a speaker "
                                           "encoder (e.g. DDTSE), for spk_sim")
     p.add_argument("--length_tolerance_ms", type=float, default=10.0,
                    help="an estimate longer/shorter than its reference by more is an error for that item")
-    p.add_argument("--librimix_split", help="a Libri2Mix split folder (e.g. Libri2Mix/wav16k/min/test)")
-    p.add_argument("--mixture_type", default="mix_both", help="Libri2Mix mixture folder (mix_both, mix_clean)")
     p.add_argument("--out_dir", help="where per_utt.csv, summary.json, summary.md go (default: <enhanced_dir>_scores)")
     p.add_argument("--groups", help="file of 'utterance category' lines (e.g. FF/MM/FM) for per-group means")
     p.add_argument("--metrics", default="si_sdr,si_sdri,pesq,estoi",
@@ -52,28 +48,28 @@ def main(argv=None):
     args = parse_args(argv)
     from ddtse.errors import DdtseError
     from ddtse.metrics import METRIC_NAMES, NON_INTRUSIVE
-    from ddtse.scoring import apply_groups, format_markdown, pair_folders, pair_librimix, read_groups, score_items
+    from ddtse.data.sources import items_from_args, source_request
+    from ddtse.scoring import apply_groups, attach_estimates, estimates_only, format_markdown, read_groups, score_items
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown:
         raise DdtseError(f"unknown metric(s) {', '.join(unknown)} (choose from {', '.join(METRIC_NAMES)})")
-    if args.score_mixture and not args.librimix_split:
-        raise DdtseError("--score_mixture goes with --librimix_split")
     if not args.enhanced_dir and not args.score_mixture:
         raise DdtseError("give --enhanced_dir (the extracted audio)")
     if args.length_tolerance_ms < 0:
         raise DdtseError(f"--length_tolerance_ms must be >= 0, got {args.length_tolerance_ms}")
-    if args.librimix_split:
-        items, missing = pair_librimix(args.librimix_split, args.enhanced_dir, args.mixture_type,
-                                       score_mixture=args.score_mixture, enrollments="spk_sim" in metrics,
-                                       enroll_map=args.enroll_map)
-    elif args.gt_dir or (metrics and all(m in NON_INTRUSIVE for m in metrics)):
-        items, missing = pair_folders(args.gt_dir, args.enhanced_dir, args.mix_dir, args.interferer_dir,
-                                      args.enroll_dir)
-    else:
-        raise DdtseError("give --gt_dir (folder mode) or --librimix_split (Libri2Mix mode); only "
+    non_intrusive = bool(metrics) and all(m in NON_INTRUSIVE for m in metrics)
+    if source_request(args) is None and not non_intrusive:
+        raise DdtseError("give the items: --gt_dir (folders), --list, --split (Libri2Mix) or --source NAME; only "
                          f"{', '.join(NON_INTRUSIVE)} score without a reference")
+    items = items_from_args(args, required=False, enrollments="spk_sim" in metrics)
+    if items is None:  # non-intrusive metrics of every estimate
+        if args.score_mixture:
+            raise DdtseError("--score_mixture needs a source of items with mixtures (e.g. --split or --list)")
+        items, missing = estimates_only(args.enhanced_dir, args.enroll_dir), []
+    else:
+        items, missing = attach_estimates(items, args.enhanced_dir, args.score_mixture)
     if args.groups:
         apply_groups(items, read_groups(args.groups))
     if args.out_dir:

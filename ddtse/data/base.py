@@ -3,7 +3,7 @@
 Every dataset registered in ``DATASETS`` follows one contract (see ddtse/data/datamodule.py):
 ``cls(*, sample_rate, seed, train, **options)``; ``__getitem__(key)`` with ``key`` an int index
 or an ``(index, epoch)`` tuple (what :class:`EpochSampler` yields); items are dicts of numpy
-arrays that :func:`ddtse.data.datamodule.collate_batch` turns into the batch of docs/design.md.
+arrays that :func:`ddtse.data.batch.collate_batch` turns into the batch of docs/design.md.
 """
 from __future__ import annotations
 

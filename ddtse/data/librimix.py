@@ -33,7 +33,7 @@ from ddtse.data.base import (
 )
 from ddtse.data.items import Item
 from ddtse.errors import DdtseError
-from ddtse.registry import DATASETS
+from ddtse.registry import DATASETS, SOURCES
 
 MIXTURE_TYPES = ("mix_clean", "mix_both", "mix_single")
 SOURCE_COLUMNS = {"mix_clean": 2, "mix_both": 2, "mix_single": 1}
@@ -437,8 +437,9 @@ class Libri2MixDataset(ExtractionDataset):
         return item
 
 
+@SOURCES.register("librimix")
 def items_from_librimix(split_dir: str | Path, mixture_type: str = "mix_both",
-                        enroll_map: str | Path | list | None = None, *, enrollments: bool = True,
+                        enrollment_map: str | Path | list | None = None, *, enrollments: bool = True,
                         metadata_csv: str | Path | None = None, info_csv: str | Path | None = None,
                         records: list | None = None) -> list[Item]:
     """One item per (mixture, target) of a Libri2Mix split, read from its metadata.
@@ -459,10 +460,10 @@ def items_from_librimix(split_dir: str | Path, mixture_type: str = "mix_both",
     groups = read_groups(info) if info else {}
     entries, source = None, None
     if enrollments:
-        source = enroll_map or split_dir / MAP_NAME
-        if not enroll_map and not Path(source).exists():
+        source = enrollment_map or split_dir / MAP_NAME
+        if not enrollment_map and not Path(source).exists():
             raise DdtseError(f"no enrollment map for {split_dir} (looked for {source}); pass enrollment_map "
-                             "(--enroll_map) or write one with data/prepare_libri2mix.py")
+                             "(--enrollment_map) or write one with data/prepare_libri2mix.py")
         entries = read_enrollment_map(source)
     items = []
     for record in records:

@@ -18,9 +18,10 @@ from ddtse.data.items import Item
 from ddtse.data.base import PEAK_GUARD, ExtractionDataset, fit_length, item_rng, random_window, read_segment
 from ddtse.data.mixing import UtterancePool, build_pool
 from ddtse.errors import DdtseError
-from ddtse.registry import DATASETS
+from ddtse.registry import DATASETS, SOURCES
 
 
+@SOURCES.register("extr_list")
 def items_from_extraction_list(list_path: str | Path, root: str | Path | None = None) -> list[Item]:
     """A WSJ0-2mix-extr list (``target SNR interferer -SNR enrollment`` per line, see
     ddtse/data/lists.py): items with no mixture file, rendered from ``reference`` and
@@ -65,6 +66,22 @@ def mix_at_snrs(target: np.ndarray, target_snr: float, interferer: np.ndarray, i
     mixture = t + i
     gain = PEAK_GUARD / (np.max(np.abs(mixture)) + 1e-12)
     return (mixture * gain).astype(np.float32), (t * gain).astype(np.float32)
+
+
+def is_rendered(item: Item) -> bool:
+    """An extraction-list item: no mixture file, its mixture is made from reference and interferer."""
+    return item.mixture is None and item.snrs is not None
+
+
+def render_item(item: Item, mode: str = "min") -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(mixture, target, interferer) as ``mix_at_snrs`` mixes them (each (T,), scaled as in the
+    mixture, so mixture = target + interferer), and the reference file's sample rate."""
+    from ddtse.audio.io import audio_info, load_audio
+
+    sr = audio_info(item.reference).sample_rate
+    mixture, target = mix_at_snrs(load_audio(item.reference), item.snrs[0],
+                                  load_audio(item.interferer, sr), item.snrs[1], mode)
+    return mixture, target, (mixture - target).astype(np.float32), sr
 
 
 @DATASETS.register("extr_list")

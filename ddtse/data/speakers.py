@@ -1,7 +1,7 @@
 """Speaker-labelled single-speaker utterances for training and scoring a speaker encoder.
 
 ``speaker_utterances`` items are ``{id: utterance id, mixture: (T,) waveform, speaker_index, speaker}``
-(the waveform travels as ``mixture`` so that :func:`ddtse.data.datamodule.collate_batch` pads it).
+(the waveform travels as ``mixture`` so that :func:`ddtse.data.batch.collate_batch` pads it).
 Sources (``sources:``, one or a list), every utterance read once:
 
 - a folder ``<root>/<speaker>/.../<utt>.wav`` or a ``speaker,path`` CSV (a path, or ``{type: folder|csv, path}``);

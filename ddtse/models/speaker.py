@@ -7,7 +7,6 @@ Every speaker module has ``output_dim`` and ``uses_enrollment`` attributes.
 """
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ddtse.audio.spectral import stft_parts
+from ddtse.checkpoint import build_encoder, read_speaker_encoder_checkpoint
 from ddtse.errors import DdtseError
 from ddtse.registry import MODELS
 
@@ -300,72 +300,6 @@ class EcapaTdnn(nn.Module):
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.embed_features(*self.features(wav, lengths))
-
-
-SPEAKER_ENCODER_SYSTEM = "speaker_encoder"
-
-
-def _encoder_state(ckpt: dict, path) -> dict:
-    """The verification network's weights of a speaker_encoder checkpoint (EMA copy if it has one)."""
-    state = ckpt["state_dict"]
-    prefix = "ema_model." if any(k.startswith("ema_model.") for k in state) else "model."
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not out:
-        raise DdtseError(f"{path}: no speaker-encoder weights in the checkpoint")
-    return out
-
-
-def read_speaker_encoder_checkpoint(path) -> tuple[dict, dict]:
-    """(model config, weights) of a speaker_encoder checkpoint; another checkpoint type is one clear error."""
-    from ddtse.extract import CHECKPOINT_KEY, load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    kind = ckpt[CHECKPOINT_KEY]
-    if kind != SPEAKER_ENCODER_SYSTEM:
-        raise DdtseError(f"{path} holds a '{kind}' model, not a speaker encoder (train one with "
-                         f"system.name: {SPEAKER_ENCODER_SYSTEM})")
-    config = (ckpt.get("hyper_parameters") or {}).get("config") or {}
-    if not isinstance(config.get("model"), dict):
-        raise DdtseError(f"{path}: the checkpoint has no model config")
-    return copy.deepcopy(config["model"]), _encoder_state(ckpt, path)
-
-
-def build_encoder(model_cfg: dict, state: dict | None = None, path=None) -> nn.Module:
-    """Build a speaker-verification network from its config (and load ``state`` if given)."""
-    net = MODELS.build(model_cfg)
-    if state is not None:
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise DdtseError(f"{path}: weights do not match the stored config ({str(exc).splitlines()[0]})") from exc
-    return net
-
-
-def load_speaker_encoder(path) -> nn.Module:
-    """A speaker encoder in eval mode: ``forward(wav (B, T), lengths (B,)) -> (B, D)``, with
-    ``sample_rate`` and ``output_dim``.
-
-    ``path``: a speaker_encoder checkpoint, or any extractor checkpoint whose network has a speaker
-    module that reads the enrollment (its verification network when it is ``pretrained``).
-    """
-    from ddtse.extract import CHECKPOINT_KEY, load_checkpoint, load_system
-
-    ckpt = load_checkpoint(path)
-    if ckpt[CHECKPOINT_KEY] == SPEAKER_ENCODER_SYSTEM:
-        model_cfg, state = read_speaker_encoder_checkpoint(path)
-        net = build_encoder(model_cfg, state, path)
-        return net.eval()
-    del ckpt
-    system = load_system(path)
-    speaker = getattr(system.inference_model(), "speaker", None)
-    if not isinstance(speaker, nn.Module) or not getattr(speaker, "uses_enrollment", False):
-        raise DdtseError(f"{path} holds a '{type(system).registry_name}' model without a speaker encoder "
-                         "(it has no speaker module that reads an enrollment)")
-    if isinstance(speaker, PretrainedSpeakerEncoder):
-        speaker = speaker.net
-    if not hasattr(speaker, "sample_rate"):
-        speaker.sample_rate = system.sample_rate
-    return speaker.eval()
 
 
 def resolve_pretrained_speakers(model_cfg, sample_rate: int | None = None):

@@ -74,7 +74,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     echo "$system: $ckpt"
     for case in present absent; do
       prob=0; metrics=si_sdr,si_sdri,pesq,present_energy_db; [ "$case" = absent ] && { prob=1; metrics=absent_energy_db; }
-      run "$python" -m ddtse.cli.evaluate --ckpt "$ckpt" --set test --limit "$items" \
+      run "$python" -m ddtse.cli.evaluate --ckpt "$ckpt" --split test --limit "$items" \
           --out_dir "$exp/scores/$system/$case" --device cpu --metrics "$metrics" "data.test.absent_target_prob=$prob" \
           "${data[@]}"
     done

@@ -59,18 +59,18 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   echo "== stage 2: extract and score"
-  run "$python" calc_metrics.py --librimix_split "$split_dir/test" --score_mixture --out_dir "$exp/scores/mixture" \
+  run "$python" calc_metrics.py --split "$split_dir/test" --score_mixture --out_dir "$exp/scores/mixture" \
       --overwrite --quiet --title mixture --metrics "$score_metrics"
   for v in $variants; do
     ckpt="$exp/$v/checkpoints/last.ckpt"
     if [ "$v" = tsb_ipd ]; then
       read -r -a d <<< "$(data_overrides "$v")"
-      run "$python" -m ddtse.cli.evaluate --ckpt "$ckpt" --config "conf/demo/$v.yaml" --set test \
+      run "$python" -m ddtse.cli.evaluate --ckpt "$ckpt" --config "conf/demo/$v.yaml" --split test \
           --limit "$ipd_test_items" --out_dir "$exp/scores/$v" --title "$v" "${d[@]}"
     else
-      run "$python" infer.py --ckpt "$ckpt" --librimix_split "$split_dir/test" --out_dir "$exp/extracted/$v" \
+      run "$python" infer.py --ckpt "$ckpt" --split "$split_dir/test" --out_dir "$exp/extracted/$v" \
           --overwrite --quiet --batch_size 4
-      run "$python" calc_metrics.py --librimix_split "$split_dir/test" --enhanced_dir "$exp/extracted/$v" \
+      run "$python" calc_metrics.py --split "$split_dir/test" --enhanced_dir "$exp/extracted/$v" \
           --out_dir "$exp/scores/$v" --overwrite --quiet --title "$v" --metrics "$score_metrics"
     fi
   done

@@ -97,13 +97,13 @@ map="$lists/$test_split/map_mixture2enrollment"
 infer() {  # infer NAME LIMIT ARGS...
   local name=$1 limit=$2; shift 2
   local out="$exp/extracted/$test_split/$name"
-  run "$python" infer.py "$@" --librimix_split "$split_dir" --mixture_type "$mixture_type" --enroll_map "$map" \
+  run "$python" infer.py "$@" --split "$split_dir" --mixture_type "$mixture_type" --enrollment_map "$map" \
       --out_dir "$out" --overwrite --seed "$seed" --device "$device" ${limit:+--limit "$limit"}
 }
 
 score() {  # score NAME [extra calc_metrics args]
   local name=$1; shift
-  run "$python" calc_metrics.py --librimix_split "$split_dir" --mixture_type "$mixture_type" \
+  run "$python" calc_metrics.py --split "$split_dir" --mixture_type "$mixture_type" \
       --out_dir "$exp/scores/$test_split/$name" --overwrite --allow_missing --title "$name" ${jobs:+--jobs "$jobs"} \
       --metrics "$score_metrics" "$@"
 }
@@ -112,7 +112,7 @@ ckpt() { echo "$exp/$1/checkpoints/last.ckpt"; }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: check $librimix_root, write enrollment maps and lists to $lists"
-  run "$python" data/prepare_libri2mix.py --root "$librimix_root" --out_dir "$lists" --splits "$train_split" "$valid_split" \
+  run "$python" data/prepare_libri2mix.py --root "$librimix_root" --out_dir "$lists" --split "$train_split" "$valid_split" \
       "$test_split" --sample_rate "$sample_rate" --mode "$mode" --types "$mixture_type" --overwrite
 fi
 
@@ -200,6 +200,6 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
 $((sample_rate / 1000)) kHz, $mode, split $test_split${test_limit:+ (first $test_limit items)}; PESQ \
 $( [ "$sample_rate" = 8000 ] && echo NB || echo WB ); data: $librimix_root; device: $device."
   "$python" -m ddtse.cli.report --exp_dir "$exp" "${rows[@]}" --title "Results: $tag" --header "$header" \
-      --commands "$commands" --plots "$plots" --librimix_split "$split_dir" --mixture_type "$mixture_type" \
-      --enroll_map "$map" "${curves[@]}"
+      --commands "$commands" --plots "$plots" --split "$split_dir" --mixture_type "$mixture_type" \
+      --enrollment_map "$map" "${curves[@]}"
 fi

@@ -249,7 +249,7 @@ def test_missing_split_named(librimix_root):
 # ----------------------------------------------------------------------------- prepare script
 def test_prepare_writes_lists_and_deterministic_maps(librimix_root, tmp_path, capsys):
     out1, out2 = tmp_path / "lists1", tmp_path / "lists2"
-    args = ["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev", "--types", "mix_both",
+    args = ["--root", str(librimix_root), "--sample_rate", "8000", "--split", "dev", "--types", "mix_both",
             "mix_clean"]
     assert prepare_libri2mix_main(args + ["--out_dir", str(out1), "--seed", "7"]) == 0
     assert prepare_libri2mix_main(args + ["--out_dir", str(out2), "--seed", "7"]) == 0
@@ -264,7 +264,7 @@ def test_prepare_reports_broken_tree(librimix_root, tmp_path, capsys):
     mids = [r["mixture_ID"] for r in subset_rows()]
     (split_dir / "s2" / f"{mids[0]}.wav").unlink()
     sf.write(split_dir / "s1" / f"{mids[1]}.wav", np.zeros(100, np.float32), 16000)
-    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev",
+    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--split", "dev",
                                    "--out_dir", str(tmp_path / "o")])
     out = capsys.readouterr()
     assert code == 1
@@ -309,14 +309,14 @@ def test_prepare_flags_nan_audio(librimix_root, tmp_path, capsys):
     wav, _ = sf.read(split_dir / "s1" / f"{mid}.wav", dtype="float32")
     wav[10] = np.nan
     sf.write(split_dir / "s1" / f"{mid}.wav", wav, RATE, subtype="FLOAT")
-    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev",
+    code = prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--split", "dev",
                                    "--out_dir", str(tmp_path / "o")])
     assert code == 1
     assert f"{split_dir / 's1' / mid}.wav: non-finite samples (NaN or inf)" in capsys.readouterr().out
 
 
 def test_prepare_does_not_overwrite_without_asking(librimix_root, tmp_path, capsys):
-    args = ["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev", "--out_dir", str(tmp_path / "o")]
+    args = ["--root", str(librimix_root), "--sample_rate", "8000", "--split", "dev", "--out_dir", str(tmp_path / "o")]
     assert prepare_libri2mix_main(args + ["--seed", "1"]) == 0
     written = (tmp_path / "o" / "dev" / MAP_NAME).read_text()
     capsys.readouterr()
@@ -329,7 +329,7 @@ def test_prepare_does_not_overwrite_without_asking(librimix_root, tmp_path, caps
 
 def test_prepare_unwritable_out_is_one_line(librimix_root, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    assert prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--splits", "dev",
+    assert prepare_libri2mix_main(["--root", str(librimix_root), "--sample_rate", "8000", "--split", "dev",
                                    "--out_dir", str(tmp_path / "file" / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write" in err[0]

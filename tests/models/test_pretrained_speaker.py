@@ -8,7 +8,8 @@ import torch
 
 from ddtse.errors import DdtseError
 from ddtse.extract import CHECKPOINT_KEY, Extractor
-from ddtse.models.speaker import EcapaTdnn, PretrainedSpeakerEncoder, load_speaker_encoder
+from ddtse.checkpoint import load_speaker_encoder
+from ddtse.models.speaker import EcapaTdnn, PretrainedSpeakerEncoder
 from ddtse.registry import MODELS, SYSTEMS
 
 pytestmark = pytest.mark.usefixtures("one_thread")

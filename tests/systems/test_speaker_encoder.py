@@ -11,7 +11,7 @@ import torch
 from ddtse.cli import run_cli
 from ddtse.cli.evaluate_speaker import main as evaluate_main
 from ddtse.errors import DdtseError
-from ddtse.models.speaker import load_speaker_encoder
+from ddtse.checkpoint import load_speaker_encoder
 from ddtse.speaker_verification import read_trials
 from ddtse.systems.speaker_encoder import AAMSoftmax, SpeakerEncoderSystem
 
