@@ -255,7 +255,11 @@ def _run_group(extractor, group, batch_size: int, chunk_seconds, overlap_seconds
     from ddtse.extract import ExtractionInput
 
     def inputs(members):
-        return [ExtractionInput(mixture, enrollment, sr, item.id) for item, (mixture, enrollment, sr) in members]
+        from ddtse.data.base import load_embedding_file
+
+        return [ExtractionInput(mixture, enrollment, sr, item.id,
+                                embedding=None if item.embedding is None else load_embedding_file(item.embedding))
+                for item, (mixture, enrollment, sr) in members]
 
     common = dict(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
     if not group:

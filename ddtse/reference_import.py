@@ -360,7 +360,7 @@ def convert_reference(ckpt: dict, fmt: ImportFormat, path) -> tuple[dict, dict, 
     if missing:
         raise DdtseError(f"{path}: the reference network lacks {missing[0]} ({len(missing)} tensors): another layout")
     system.load_state_dict(out)  # the imported weights fit the config exactly
-    provenance = {"format": fmt.name, "source": str(path), "backbone": backbone_name,
+    provenance = {"format": fmt.name, "system": fmt.system, "source": str(path), "backbone": backbone_name,
                   "epoch": int(ckpt.get("epoch", 0) or 0), "global_step": int(ckpt.get("global_step", 0) or 0),
                   "ema_num_updates": int(ema.get("num_updates") or 0) if ema.get("num_updates") is not None else None,
                   "dropped": dropped}

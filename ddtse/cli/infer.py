@@ -30,6 +30,8 @@ def parse_args(argv=None):
     src.add_argument("--input_dir", help="a folder of mixtures; outputs mirror its tree")
     src.add_argument("--mixture", help="one mixture file")
     p.add_argument("--enrollment", help="enrollment file for --mixture / --input_dir")
+    p.add_argument("--embedding", help="pre-computed speaker embedding (.npy) for --mixture, for models that "
+                   "read one (e.g. imported with ddtse import --format slt2024_ddtse); with --list: a column")
     p.add_argument("--output", help="output file for --mixture")
     p.add_argument("--out_dir", help="output folder (items written as <out_dir>/<id>.wav)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -70,6 +72,8 @@ def main(argv=None):
     if len(sources) != 1:
         raise DdtseError("give exactly one input: --librimix_split, --list, --input_dir or --mixture")
     _check_numbers(args)
+    if args.embedding and not args.mixture:
+        raise DdtseError("--embedding goes with --mixture; for a --list give an 'embedding' column of .npy paths")
     if args.mixture:
         if not args.output:
             raise DdtseError("--mixture needs --output FILE")
@@ -77,6 +81,8 @@ def main(argv=None):
         if out.is_dir() or args.output.endswith(("/", "\\")):
             raise DdtseError(f"--output names a folder ({args.output}); give a file name, e.g. {out / 'estimate.wav'}")
         items = [item_from_pair(args.mixture, args.enrollment, out.with_suffix("").name)]
+        if args.embedding:
+            items[0].embedding = Path(args.embedding)
         out_dir = out.parent
     else:
         if not args.out_dir:

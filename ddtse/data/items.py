@@ -36,6 +36,7 @@ class Item:
     estimate: Path | None = None
     snrs: tuple[float, float] | None = None
     problem: str | None = None
+    embedding: Path | None = None  # a pre-computed speaker embedding (.npy) for models that read one
 
 
 def item_from_pair(mixture: str | Path, enrollment: str | Path | None = None, item_id: str | None = None) -> Item:
@@ -58,7 +59,7 @@ def items_from_folder(input_dir: str | Path, enrollment: str | Path | None = Non
     return [Item(p.relative_to(input_dir).with_suffix("").as_posix(), p, enr) for p in files]
 
 
-LIST_COLUMNS = ("id", "mixture", "enrollment", "reference", "interferer", "group")
+LIST_COLUMNS = ("id", "mixture", "enrollment", "reference", "interferer", "group", "embedding")
 
 
 def items_from_list(path: str | Path) -> list[Item]:
@@ -108,5 +109,5 @@ def items_from_list(path: str | Path) -> list[Item]:
             problem = f"list line {n} has an empty id"
         items.append(Item(item_id, resolve(mixture), resolve(get("enrollment", "")),
                           resolve(get("reference", "")), resolve(get("interferer", "")),
-                          get("group", "") or None, problem=problem))
+                          get("group", "") or None, problem=problem, embedding=resolve(get("embedding", ""))))
     return items
