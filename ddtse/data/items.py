@@ -64,7 +64,7 @@ LIST_COLUMNS = ("id", "mixture", "enrollment", "reference", "interferer", "group
 
 def items_from_list(path: str | Path) -> list[Item]:
     """A CSV/TSV list with a header holding ``id`` and ``mixture`` and optionally ``enrollment``,
-    ``reference``, ``interferer``, ``group`` columns.
+    ``reference``, ``interferer``, ``group``, ``embedding`` (a speaker embedding .npy) columns.
 
     A UTF-8 byte-order mark is ignored, fields and column names are stripped of surrounding
     whitespace, blank (or whitespace-only) lines are skipped. A row without a mixture or id comes
