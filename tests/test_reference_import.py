@@ -103,6 +103,10 @@ def test_imported_configs(imported):
     assert sgmse.config["model"]["backbone"]["scale_by_t"] is True
     # SDE options of the checkpoint's hyper_parameters, not the defaults
     assert (sgmse.sde.theta, sgmse.sde.sigma_min, sgmse.sde.sigma_max) == (1.7, 0.04, 0.45)
+    from ddtse.schema import validate_config
+
+    for system in (ddtse, sgmse):  # a config train.py accepts (e.g. to fine-tune from the import)
+        validate_config(system.config)
 
 
 # -- the OUVE SDE ----------------------------------------------------------------------------------
@@ -316,3 +320,18 @@ def test_imported_sgmse_runs_without_enrollment(imported, tmp_path):
                                 "--N", "1", "--opt", "corrector_steps=0", "--quiet"]) == 0
     wav, _ = sf.read(est, dtype="float32")
     assert wav.shape == (length,) and np.all(np.isfinite(wav))
+
+
+def test_imported_checkpoint_is_an_init_from_source(imported):
+    """Fine-tuning starts from an imported checkpoint like from any ddtse one (weights and EMA)."""
+    import copy
+
+    from ddtse.registry import SYSTEMS
+
+    system, _, path = imported["slt2024_ddtse"]
+    config = copy.deepcopy(system.config)
+    config["system"]["init_from"] = str(path)
+    fresh = SYSTEMS.get("ddtse")(config)
+    fresh.load_init_weights(str(path))
+    for key, value in system.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
