@@ -71,6 +71,7 @@ class ExtractionInput:
     sample_rate: int | None = None
     id: str | None = None
     initial_estimate: np.ndarray | None = None
+    embedding: np.ndarray | None = None  # (D,) pre-computed speaker embedding (models with a precomputed clue)
 
 
 class ExtractorProtocol:
@@ -272,7 +273,8 @@ class Extractor(ExtractorProtocol):
             if init.shape[-1] < mix.shape[-1]:
                 init = np.pad(init, (0, mix.shape[-1] - init.shape[-1]))
             wav = np.concatenate([mix, init[None, : mix.shape[-1]]], axis=0)
-        return {"wav": np.ascontiguousarray(wav, dtype=np.float32), "enrollment": enr, "id": x.id,
+        emb = None if x.embedding is None else np.asarray(x.embedding, np.float32).reshape(-1)
+        return {"wav": np.ascontiguousarray(wav, dtype=np.float32), "enrollment": enr, "id": x.id, "embedding": emb,
                 "channels": mix.shape[0], "refine": x.initial_estimate is not None,
                 "sr_in": sr_in, "length_in": length_in}
 
@@ -289,6 +291,8 @@ class Extractor(ExtractorProtocol):
             item = {"id": k, "mixture": wav}
             if p["enrollment"] is not None:
                 item["enrollment"] = p["enrollment"]
+            if p["embedding"] is not None:
+                item["embedding"] = p["embedding"]
             items.append(item)
         batch = collate_batch(items)
         batch.pop("ids")
@@ -385,7 +389,7 @@ class ChainExtractor(ExtractorProtocol):
                       progress=progress)
         firsts = self.front.extract_many(inputs, **common)
         second = [ExtractionInput(_as_2d(x.mixture, 1)[:1], x.enrollment, x.sample_rate or self.sample_rate, x.id,
-                                  first) for x, (first, _) in zip(inputs, firsts)]
+                                  first, x.embedding) for x, (first, _) in zip(inputs, firsts)]
         refined = self.refiner.extract_many(second, **common, **{"t_start": self.t_start, **opts})
         out = []
         for (_, info_front), (estimate, info) in zip(firsts, refined):

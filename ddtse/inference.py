@@ -268,7 +268,12 @@ def _load_item(item: Item, channels: int, channel: int | None, min_enrollment_se
         rms = float(np.sqrt(np.mean(np.square(enrollment, dtype=np.float64)))) if enrollment.size else 0.0
         if rms < SILENT_RMS:
             raise DdtseError(f"enrollment is silent (all zeros or below -100 dBFS): {item.enrollment}")
-    return ExtractionInput(mixture, enrollment, sr, item.id)
+    embedding = None
+    if item.embedding is not None:
+        from ddtse.data.base import load_embedding_file
+
+        embedding = load_embedding_file(item.embedding)
+    return ExtractionInput(mixture, enrollment, sr, item.id, embedding=embedding)
 
 
 def _run_group(extractor, group, batch_size: int, chunk_seconds, overlap_seconds, opts, fail):

@@ -25,6 +25,8 @@ def parse_args(argv=None):
                    "(a system that can refine, e.g. DDTSE)")
     add_source_args(p, shorthands=("--split", "--list", "--input_dir", "--mixture", "--extr_list"),
                     flags=("--enrollment", "--mixture_type", "--enrollment_map"), title="input")
+    p.add_argument("--embedding", help="pre-computed speaker embedding (.npy) for --mixture, for models that "
+                   "read one (e.g. imported with ddtse import --format slt2024_ddtse); with --list: a column")
     p.add_argument("--output", help="output file for --mixture")
     p.add_argument("--out_dir", help="output folder (items written as <out_dir>/<id>.wav)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -66,6 +68,8 @@ def main(argv=None):
                          "or --source NAME")
     _check_numbers(args)
     one_file = request[0] == "pair"
+    if args.embedding and not one_file:
+        raise DdtseError("--embedding goes with --mixture; for a --list give an 'embedding' column of .npy paths")
     if one_file:
         if not args.output:
             raise DdtseError("--mixture needs --output FILE")
@@ -73,6 +77,8 @@ def main(argv=None):
         if out.is_dir() or args.output.endswith(("/", "\\")):
             raise DdtseError(f"--output names a folder ({args.output}); give a file name, e.g. {out / 'estimate.wav'}")
         items = items_from_args(args, item_id=out.with_suffix("").name)
+        if args.embedding:
+            items[0].embedding = Path(args.embedding)
         out_dir = out.parent
     else:
         if not args.out_dir:

@@ -168,6 +168,20 @@ def set_rms_db(wav: np.ndarray, level_db: float) -> np.ndarray:
     return (wav * 10 ** ((level_db - rms_db(wav)) / 20)).astype(np.float32)
 
 
+def load_embedding_file(path: str | Path) -> np.ndarray:
+    """A pre-computed speaker embedding file (.npy, no pickles) as a (D,) float32 vector."""
+    path = Path(path)
+    if not path.is_file():
+        raise DdtseError(f"embedding file not found: {path}")
+    try:
+        emb = np.asarray(np.load(path, allow_pickle=False), dtype=np.float32).reshape(-1)
+    except Exception as exc:
+        raise DdtseError(f"cannot read embedding {path}: a .npy array of numbers is needed ({exc})") from exc
+    if emb.size == 0 or not np.all(np.isfinite(emb)):
+        raise DdtseError(f"embedding {path} is empty or not finite")
+    return emb
+
+
 class EmbeddingMap:
     """Pre-computed speaker embeddings per item id: a folder ``<dir>/<id>.npy`` or a file of
     ``<id> <path.npy>`` lines (whitespace or comma separated; relative paths from the file's folder)."""

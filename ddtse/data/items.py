@@ -41,7 +41,7 @@ class Item:
     estimate: Path | None = None
     snrs: tuple[float, float] | None = None
     problem: str | None = None
-    embedding: Path | None = None
+    embedding: Path | None = None  # a pre-computed speaker embedding (.npy) for models that read one
 
 
 @SOURCES.register("pair")
@@ -68,13 +68,13 @@ def items_from_folder(input_dir: str | Path, enrollment: str | Path | None = Non
     return [Item(p.relative_to(input_dir).with_suffix("").as_posix(), p, enr) for p in files]
 
 
-LIST_COLUMNS = ("id", "mixture", "enrollment", "reference", "interferer", "group")
+LIST_COLUMNS = ("id", "mixture", "enrollment", "reference", "interferer", "group", "embedding")
 
 
 @SOURCES.register("list")
 def items_from_list(path: str | Path) -> list[Item]:
     """A CSV/TSV list with a header holding ``id`` and ``mixture`` and optionally ``enrollment``,
-    ``reference``, ``interferer``, ``group`` columns.
+    ``reference``, ``interferer``, ``group``, ``embedding`` (a speaker embedding .npy) columns.
 
     A UTF-8 byte-order mark is ignored, fields and column names are stripped of surrounding
     whitespace, blank (or whitespace-only) lines are skipped. A row without a mixture or id comes
@@ -119,7 +119,7 @@ def items_from_list(path: str | Path) -> list[Item]:
             problem = f"list line {n} has an empty id"
         items.append(Item(item_id, resolve(mixture), resolve(get("enrollment", "")),
                           resolve(get("reference", "")), resolve(get("interferer", "")),
-                          get("group", "") or None, problem=problem))
+                          get("group", "") or None, problem=problem, embedding=resolve(get("embedding", ""))))
     return items
 
 

@@ -3,9 +3,11 @@
 Every sampler takes a plain callable so that tests can use closed-form fakes:
 - a *denoiser* ``D(x_t) -> x0_hat`` (DDTSE; the speaker embedding is closed over by the caller);
 - a *score function* ``s(x_t, t (B,)) -> score`` (SGMSE+; y and the embedding are closed over).
-All randomness goes through an optional ``torch.Generator`` or an ``ItemNoise`` (one stream per
+All randomness goes through an optional ``torch.Generator``, an ``ItemNoise`` (one stream per
 item, seeded from (seed, item id): an item's samples then do not depend on the batch it is in,
-its size or its order); each returns ``(estimate, nfe)`` with nfe = network calls per item.
+its size or its order) or a ``NoiseTape`` (injected noise, replayed in order: the fidelity tests
+drive our samplers with a reference sampler's recorded noise); each returns ``(estimate, nfe)``
+with nfe = network calls per item.
 """
 from __future__ import annotations
 
@@ -55,24 +57,49 @@ class ItemNoise:
         return out.to(x.device)
 
 
-Noise = Union[torch.Generator, ItemNoise, None]
+class NoiseTape:
+    """Injected sampling noise: pre-drawn tensors returned in order by ``randn_like`` (each must
+    have the shape of the tensor it stands for). Drives a sampler with another implementation's
+    noise, e.g. the noise recorded from a reference sampler (tests/assets/reference)."""
+
+    def __init__(self, draws):
+        self.draws = list(draws)
+        self.used = 0
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        if self.used >= len(self.draws):
+            raise DdtseError(f"NoiseTape: the sampler asked for more than the {len(self.draws)} recorded draws")
+        z = torch.as_tensor(self.draws[self.used])
+        if tuple(z.shape) != tuple(x.shape):
+            raise DdtseError(f"NoiseTape: draw {self.used} has shape {tuple(z.shape)}, the sampler needs {tuple(x.shape)}")
+        self.used += 1
+        return z.to(device=x.device, dtype=x.dtype)
+
+
+#: a sampler's noise source: a torch.Generator (or None: the global one), or any object with
+#: ``randn_like(x)`` (ItemNoise: per-item streams; NoiseTape: injected noise)
+Noise = Union[torch.Generator, ItemNoise, NoiseTape, None]
+
+
+def _injected(generator) -> bool:
+    return generator is not None and not isinstance(generator, torch.Generator)
 
 
 def _noise(x: torch.Tensor, generator: Noise) -> torch.Tensor:
-    return generator.randn_like(x) if isinstance(generator, ItemNoise) else randn_like(x, generator)
+    return generator.randn_like(x) if _injected(generator) else randn_like(x, generator)
 
 
 def _perturb(sde: OUVESDE, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, generator: Noise) -> torch.Tensor:
-    """x_t = mu(x0, y, t) + sigma(t) z (``sde.perturb``, with per-item noise when given)."""
-    if not isinstance(generator, ItemNoise):
+    """x_t = mu(x0, y, t) + sigma(t) z (``sde.perturb``, with per-item or injected noise when given)."""
+    if not _injected(generator):
         return sde.perturb(x0, y, t, generator)[0]
     std = sde.std(t).to(device=x0.device, dtype=x0.real.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
     return sde.mean(x0, y, t) + std * _noise(x0, generator)
 
 
 def _prior(sde: OUVESDE, y: torch.Tensor, generator: Noise) -> torch.Tensor:
-    """x_T = y + sigma(T) z (``sde.prior_sample``, with per-item noise when given)."""
-    if not isinstance(generator, ItemNoise):
+    """x_T = y + sigma(T) z (``sde.prior_sample``, with per-item or injected noise when given)."""
+    if not _injected(generator):
         return sde.prior_sample(y, generator)
     return y + sde.std(torch.tensor(sde.T)).to(y.device) * _noise(y, generator)
 

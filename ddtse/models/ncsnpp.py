@@ -166,17 +166,39 @@ class GaussianFourierProjection(nn.Module):
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
 
+#: how FiLM and the bottleneck fusion read (B, C, F, N) features: "per_channel" (ours, correct)
+#: or "slt2024" (the DDTSE authors' code: a plain reshape to (B, F·N, C) without a permute, which
+#: scrambles channels and positions; only for networks imported from their checkpoints)
+FILM_LAYOUTS = ("per_channel", "slt2024")
+
+
+def _positions(h: torch.Tensor, layout: str) -> torch.Tensor:
+    """(B, C, F, N) -> (B, F, N, C): each position's channel vector ("per_channel"), or the
+    reference's raw reinterpretation of the NCHW memory as (B, F, N, C) ("slt2024")."""
+    b, c, f, n = h.shape
+    if layout == "slt2024":
+        return h.reshape(b, f, n, c)
+    return h.permute(0, 2, 3, 1)
+
+
 class FiLM(nn.Module):
     """Per-channel feature-wise modulation: h + γ(e)⊙h + β(e), γ, β ∈ R^C broadcast over (F, N).
 
+    With ``layout="slt2024"`` the modulated term is computed on the reference's scrambled view
+    of h (``_positions``) and returned to (B, C, F, N) by a permute, as the DDTSE authors' code does.
     ``forward(h (B, C, F, N), emb (B, D)) -> (B, C, F, N)``."""
 
-    def __init__(self, emb_dim: int, channels: int):
+    def __init__(self, emb_dim: int, channels: int, layout: str = "per_channel"):
         super().__init__()
         self.gamma = nn.Linear(emb_dim, channels)
         self.beta = nn.Linear(emb_dim, channels)
+        self.layout = layout
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if self.layout == "slt2024":
+            gamma = self.gamma(emb)[:, None, None, :]
+            beta = self.beta(emb)[:, None, None, :]
+            return h + (gamma * _positions(h, self.layout) + beta).permute(0, 3, 1, 2)
         gamma = self.gamma(emb)[:, :, None, None]
         beta = self.beta(emb)[:, :, None, None]
         return h + gamma * h + beta
@@ -187,13 +209,14 @@ class BottleneckFusion(nn.Module):
 
     ``forward(h (B, C, F, N), emb (B, D)) -> (B, C, F, N)``."""
 
-    def __init__(self, channels: int, emb_dim: int):
+    def __init__(self, channels: int, emb_dim: int, layout: str = "per_channel"):
         super().__init__()
         self.proj = nn.Linear(channels + emb_dim, channels)
+        self.layout = layout
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         b, c, f, n = h.shape
-        positions = h.permute(0, 2, 3, 1)  # (B, F, N, C): channel vector of each position
+        positions = _positions(h, self.layout)  # (B, F, N, C): channel vector of each position
         e = emb[:, None, None, :].expand(b, f, n, emb.shape[-1])
         return self.proj(torch.cat([positions, e], dim=-1)).permute(0, 3, 1, 2)
 
@@ -232,6 +255,7 @@ class ResBlock(nn.Module):
         *,
         temb_dim: int = 0,
         emb_dim: int = 0,
+        film_layout: str = "per_channel",
         up: bool = False,
         down: bool = False,
         dropout: float = 0.0,
@@ -249,7 +273,7 @@ class ResBlock(nn.Module):
         self.norm_1 = _group_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv_1 = _conv(out_ch, out_ch, 3, init_scale=init_scale)
-        self.film = FiLM(emb_dim, out_ch) if emb_dim else None
+        self.film = FiLM(emb_dim, out_ch, film_layout) if emb_dim else None
         self.skip = _conv(in_ch, out_ch, 1) if (in_ch != out_ch or up or down) else None
         self.skip_rescale = skip_rescale
 
@@ -281,7 +305,11 @@ class NCSNpp(nn.Module):
     - DDTSE: ``in_channels=2`` (Re/Im of x_t), ``time_conditional=False``, ``emb_dim=256``,
       ``bottleneck_fusion=True``; the output is x̂0 itself.
     - SGMSE+: ``in_channels=4`` ([x_t, y]), ``time_conditional=True``; the system divides the
-      output by t and negates it (not done here).
+      output by t and negates it (not done here). ``scale_by_t=True`` (networks imported from
+      sgmse checkpoints) divides by t here instead, before the output 1x1 conv as sgmse's
+      ``scale_by_sigma`` does (so its bias is not divided); the system then only negates.
+    - ``film_layout``: "per_channel" (default) or "slt2024", the DDTSE authors' scrambled FiLM
+      and bottleneck concat (``FILM_LAYOUTS``), for networks imported from their checkpoints.
 
     Attention is placed at the levels whose frequency size ``freq_bins // 2**level`` is in
     ``attn_resolutions`` (decided at construction, applied by level). ``t`` is ignored when
@@ -314,6 +342,8 @@ class NCSNpp(nn.Module):
         emb_dim: int = 0,
         bottleneck_fusion: bool = False,
         gradient_checkpointing: bool = False,
+        film_layout: str = "per_channel",
+        scale_by_t: bool = False,
     ):
         super().__init__()
         for name, value in (
@@ -324,6 +354,7 @@ class NCSNpp(nn.Module):
             ("time_conditional", time_conditional),
             ("bottleneck_fusion", bottleneck_fusion),
             ("gradient_checkpointing", gradient_checkpointing),
+            ("scale_by_t", scale_by_t),
         ):
             _check_bool(name, value)
         ch_mult = _int_tuple("ch_mult", ch_mult)
@@ -342,6 +373,10 @@ class NCSNpp(nn.Module):
         progressive = _check_choice("progressive", progressive, ("none", "output_skip"))
         progressive_input = _check_choice("progressive_input", progressive_input, ("none", "input_skip"))
         combine = _check_choice("progressive_combine", progressive_combine, ("sum", "cat"))
+        film_layout = _check_choice("film_layout", film_layout, FILM_LAYOUTS)
+        if scale_by_t and not time_conditional:
+            raise OptionError("scale_by_t divides by the time t: it needs time_conditional=true")
+        self.film_layout, self.scale_by_t = film_layout, scale_by_t
 
         self.in_channels, self.out_channels = in_channels, out_channels
         self.nf, self.ch_mult, self.num_res_blocks = nf, ch_mult, num_res_blocks
@@ -366,7 +401,8 @@ class NCSNpp(nn.Module):
             )
 
         def res_block(in_ch, out_ch=None, **kw):
-            return ResBlock(in_ch, out_ch, temb_dim=temb_dim, emb_dim=emb_dim, dropout=dropout, fir=fir,
+            return ResBlock(in_ch, out_ch, temb_dim=temb_dim, emb_dim=emb_dim, film_layout=film_layout,
+                            dropout=dropout, fir=fir,
                             fir_kernel=fir_kernel, skip_rescale=skip_rescale, init_scale=init_scale, **kw)
 
         def attn_block(ch):
@@ -405,7 +441,7 @@ class NCSNpp(nn.Module):
             self.down.append(stage)
 
         self.mid_block_0 = res_block(ch)
-        self.mid_fusion = BottleneckFusion(ch, emb_dim) if bottleneck_fusion else None
+        self.mid_fusion = BottleneckFusion(ch, emb_dim, film_layout) if bottleneck_fusion else None
         self.mid_attn = attn_block(ch) if bottleneck_attention else None
         self.mid_block_1 = res_block(ch)
 
@@ -521,6 +557,8 @@ class NCSNpp(nn.Module):
             h = pyramid
         else:
             h = self.conv_out(F.silu(self.norm_out(h)))
+        if self.scale_by_t:  # sgmse's scale_by_sigma: divide by t before the output 1x1 conv
+            h = h / t.to(h.dtype).reshape(-1, 1, 1, 1)
         return self.output_layer(h)
 
 

@@ -110,6 +110,10 @@ class SpectralDiffusionSystem(ExtractionSystem):
 
     def speaker_embedding(self, net: torch.nn.Module, batch: dict) -> torch.Tensor | None:
         """The speaker clue (B, D) of a batch (None for an unconditional network)."""
+        speaker = getattr(net, "speaker", None)
+        if speaker is not None and not getattr(speaker, "uses_enrollment", True) and batch.get("embedding") is None:
+            raise DdtseError("this model reads a pre-computed speaker embedding per item (infer.py --embedding "
+                             "E.npy, or an 'embedding' column of .npy paths in --list)")
         if hasattr(net, "speaker_embedding"):
             return net.speaker_embedding(batch.get("enrollment"), batch.get("enrollment_lengths"),
                                          batch.get("embedding"))

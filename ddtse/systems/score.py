@@ -37,6 +37,8 @@ class ScoreSystem(SpectralDiffusionSystem):
     def score(self, net, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, emb) -> torch.Tensor:
         """complex x_t, y (B, 1, F, N), t (B,) -> complex score (B, 1, F, N)."""
         out = self.run_backbone(net, torch.cat([x_t, y], dim=1), emb, t)
+        if self._backbone(net).scale_by_t:  # imported from sgmse: the backbone divided by t already
+            return -out
         return -out / t.to(out.real.dtype).reshape(-1, 1, 1, 1)
 
     def score_matching_loss(self, net, batch: dict, generator: torch.Generator | None = None):
