@@ -21,7 +21,7 @@ reach the target, the rung is the measured level minus a margin; README "Sanity 
   no longer match the K = 0 input y + sigma(T) z. The gap is small (1.4 dB), because a network
   that memorises 4 items can still recognise them from a sign-flipped input.
 - SGMSE+ has no rung yet: its two trainings (fit and mean-flipped) plus 60-NFE sampling do not fit
-  the 3-minute budget next to the rungs above (this file: 2 min 48 s on 2 shared cores); a probe
+  the 3-minute budget next to the rungs above (this file: 1 min 50 s to 2 min 48 s on 2 shared cores); a probe
   (8 kHz, nf 8, 300 steps) gave about -3 dB. See README "Sanity ladder".
 Everything is seeded (torch.manual_seed, deterministic algorithms, fixed per-item sampler seeds).
 """
