@@ -190,13 +190,16 @@ class BottleneckFusion(nn.Module):
     def __init__(self, channels: int, emb_dim: int):
         super().__init__()
         self.proj = nn.Linear(channels + emb_dim, channels)
+        self.contiguous_output = False
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         b, c, f, n = h.shape
         positions = h.permute(0, 2, 3, 1)  # (B, F, N, C): channel vector of each position
         e = emb[:, None, None, :].expand(b, f, n, emb.shape[-1])
-        # contiguous: GroupNorm's forward-mode AD (torch.func.jvp, MeanFlow) refuses a permuted view
-        return self.proj(torch.cat([positions, e], dim=-1)).permute(0, 3, 1, 2).contiguous()
+        out = self.proj(torch.cat([positions, e], dim=-1)).permute(0, 3, 1, 2)
+        # GroupNorm's forward-mode AD (torch.func.jvp, MeanFlow) refuses a permuted view; made
+        # contiguous only there, so that existing networks compute exactly as before
+        return out.contiguous() if self.contiguous_output else out
 
 
 class AttnBlock(nn.Module):
@@ -425,6 +428,8 @@ class NCSNpp(nn.Module):
 
         self.mid_block_0 = res_block(ch)
         self.mid_fusion = BottleneckFusion(ch, emb_dim) if bottleneck_fusion else None
+        if self.mid_fusion is not None:
+            self.mid_fusion.contiguous_output = interval_conditional  # the MeanFlow JVP runs through it
         self.mid_attn = attn_block(ch) if bottleneck_attention else None
         self.mid_block_1 = res_block(ch)
 
