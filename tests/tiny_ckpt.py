@@ -33,9 +33,24 @@ DISCRIMINATIVE_MODELS = {
 }
 
 
+def _flow_backbone(interval: bool) -> dict:
+    return dict(_backbone(True), in_channels=2, time_embedding="linear", interval_conditional=interval)
+
+
+#: the flow systems' tiny configs: background path on the linear STFT (AD-FlowTSE, fixed start
+#: tau_hat 0.5 so no predictor is needed) and mixture path on the compressed one (MeanFlow-TSE)
+FLOW_SYSTEMS = {
+    "adflow_tse": ({"path": "background", "spec": {"transform": "exponent", "alpha": 1.0, "beta": 0.1}},
+                   {"nfe": 1, "mr_source": "fixed:0.5"}),
+    "meanflow_tse": ({"path": "mixture", "objective": "alphaflow_self", "alpha_schedule": {"total_steps": 4}},
+                     {"nfe": 1}),
+}
+
+
 def tiny_config(kind: str, sr: int = 8000) -> dict:
     """``kind``: one of DISCRIMINATIVE_MODELS, "tsb_speaker" / "tsb_ecapa" (TSB with a spectral /
-    ECAPA-TDNN speaker encoder as its clue), "ddtse" or "sgmse" (tiny NCSN++), at ``sr``."""
+    ECAPA-TDNN speaker encoder as its clue), "ddtse", "sgmse", "adflow_tse" or "meanflow_tse"
+    (tiny NCSN++), at ``sr``."""
     if kind in DISCRIMINATIVE_MODELS or kind in ("tsb_speaker", "tsb_ecapa"):
         model = dict(DISCRIMINATIVE_MODELS.get(kind, TSB_MODEL))
         if kind == "tsb_speaker":
@@ -46,6 +61,13 @@ def tiny_config(kind: str, sr: int = 8000) -> dict:
                                 "se_channels": 8, "attention_channels": 8}
         return {"seed": 0, "data": {"sample_rate": sr}, "model": model,
                 "system": {"name": "discriminative", "lr": 1e-3, "ema_decay": 0.0}}
+    if kind in FLOW_SYSTEMS:
+        system, sampler = FLOW_SYSTEMS[kind]
+        return {"seed": 0, "data": {"sample_rate": sr},
+                "model": {"name": "ddtse_net", "backbone": _flow_backbone(kind == "meanflow_tse"),
+                          "speaker": _speaker(sr)},
+                "system": {"name": kind, "lr": 1e-3, "ema_decay": 0.0, **copy.deepcopy(system)},
+                "sampler": dict(sampler)}
     name, tc, sampler = {"ddtse": ("ddtse", False, {"K": 1, "seed": 100}),
                          "sgmse": ("sgmse", True, {"N": 2, "seed": 100})}[kind]
     return {"seed": 0, "data": {"sample_rate": sr},

@@ -213,12 +213,16 @@ class BottleneckFusion(nn.Module):
         super().__init__()
         self.proj = nn.Linear(channels + emb_dim, channels)
         self.layout = layout
+        self.contiguous_output = False
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         b, c, f, n = h.shape
         positions = _positions(h, self.layout)  # (B, F, N, C): channel vector of each position
         e = emb[:, None, None, :].expand(b, f, n, emb.shape[-1])
-        return self.proj(torch.cat([positions, e], dim=-1)).permute(0, 3, 1, 2)
+        out = self.proj(torch.cat([positions, e], dim=-1)).permute(0, 3, 1, 2)
+        # GroupNorm's forward-mode AD (torch.func.jvp, MeanFlow) refuses a permuted view; made
+        # contiguous only there, so that existing networks compute exactly as before
+        return out.contiguous() if self.contiguous_output else out
 
 
 class AttnBlock(nn.Module):
@@ -313,7 +317,10 @@ class NCSNpp(nn.Module):
 
     Attention is placed at the levels whose frequency size ``freq_bins // 2**level`` is in
     ``attn_resolutions`` (decided at construction, applied by level). ``t`` is ignored when
-    ``time_conditional`` is false. With BigGAN blocks the U-Net resamples inside its residual
+    ``time_conditional`` is false. ``time_embedding``: "log" (SGMSE+: Fourier features of log t,
+    t > 0) or "linear" (flow models: of t itself, t in [0, 1]). ``interval_conditional`` (flow
+    systems, MeanFlow) adds a second Fourier embedding of ``dt = r - t``, summed into the time
+    embedding; both default off, so existing checkpoints are unchanged. With BigGAN blocks the U-Net resamples inside its residual
     blocks, so ``resamp_with_conv`` (a score_sde option for DDPM blocks) changes nothing; it is
     accepted for config compatibility.
     """
@@ -344,6 +351,8 @@ class NCSNpp(nn.Module):
         gradient_checkpointing: bool = False,
         film_layout: str = "per_channel",
         scale_by_t: bool = False,
+        time_embedding: str = "log",
+        interval_conditional: bool = False,
     ):
         super().__init__()
         for name, value in (
@@ -355,8 +364,12 @@ class NCSNpp(nn.Module):
             ("bottleneck_fusion", bottleneck_fusion),
             ("gradient_checkpointing", gradient_checkpointing),
             ("scale_by_t", scale_by_t),
+            ("interval_conditional", interval_conditional),
         ):
             _check_bool(name, value)
+        time_embedding = _check_choice("time_embedding", time_embedding, ("log", "linear"))
+        if interval_conditional and not time_conditional:
+            raise OptionError("interval_conditional (an embedding of r - t) needs time_conditional: true")
         ch_mult = _int_tuple("ch_mult", ch_mult)
         attn_resolutions = _int_tuple("attn_resolutions", attn_resolutions) if attn_resolutions else ()
         fir_kernel = tuple(float(k) for k in fir_kernel)
@@ -383,6 +396,7 @@ class NCSNpp(nn.Module):
         self.num_levels = len(ch_mult)
         self.emb_dim = emb_dim
         self.time_conditional = time_conditional
+        self.time_embedding, self.interval_conditional = time_embedding, interval_conditional
         self.progressive, self.progressive_input, self.combine = progressive, progressive_input, combine
         self.skip_rescale = skip_rescale
         self.resamp_with_conv = resamp_with_conv
@@ -393,6 +407,14 @@ class NCSNpp(nn.Module):
         if time_conditional:
             temb_dim = 4 * nf
             self.time_embed = nn.ModuleDict(
+                dict(
+                    fourier=GaussianFourierProjection(nf, fourier_scale),
+                    dense_0=_linear(2 * nf, temb_dim),
+                    dense_1=_linear(temb_dim, temb_dim),
+                )
+            )
+        if interval_conditional:  # flow models (MeanFlow): a second embedding of the interval r - t
+            self.interval_embed = nn.ModuleDict(
                 dict(
                     fourier=GaussianFourierProjection(nf, fourier_scale),
                     dense_0=_linear(2 * nf, temb_dim),
@@ -442,6 +464,8 @@ class NCSNpp(nn.Module):
 
         self.mid_block_0 = res_block(ch)
         self.mid_fusion = BottleneckFusion(ch, emb_dim, film_layout) if bottleneck_fusion else None
+        if self.mid_fusion is not None:
+            self.mid_fusion.contiguous_output = interval_conditional  # the MeanFlow JVP runs through it
         self.mid_attn = attn_block(ch) if bottleneck_attention else None
         self.mid_block_1 = res_block(ch)
 
@@ -480,7 +504,7 @@ class NCSNpp(nn.Module):
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
-    def _check_inputs(self, x, emb, t):
+    def _check_inputs(self, x, emb, t, dt=None):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"NCSNpp expects x of shape (B, {self.in_channels}, F, N), got {tuple(x.shape)}")
         if torch.is_complex(x):
@@ -504,15 +528,26 @@ class NCSNpp(nn.Module):
                 raise ValueError("this NCSNpp is time-conditional: pass t (B,)")
             if t.dim() != 1 or t.shape[0] != x.shape[0]:
                 raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if self.interval_conditional:
+            if dt is None or dt.shape != (x.shape[0],):
+                raise ValueError(f"this NCSNpp embeds the interval r - t: pass dt of shape ({x.shape[0]},)")
+        elif dt is not None:
+            raise ValueError("this NCSNpp has no interval embedding (interval_conditional=false) but dt was passed")
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, Cin, F, N) real, emb (B, D) | None, t (B,) | None -> (B, Cout, F, N)."""
-        self._check_inputs(x, emb, t)
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None, t: torch.Tensor | None = None,
+                dt: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Cin, F, N) real, emb (B, D) | None, t (B,) | None, dt (B,) | None (the interval r - t
+        of an ``interval_conditional`` network) -> (B, Cout, F, N)."""
+        self._check_inputs(x, emb, t, dt)
         temb = None
         if self.time_conditional:
             te = self.time_embed
-            temb = te["dense_1"](F.silu(te["dense_0"](te["fourier"](torch.log(t.to(x.dtype))))))
+            s = t.to(x.dtype)
+            temb = te["dense_1"](F.silu(te["dense_0"](te["fourier"](torch.log(s) if self.time_embedding == "log" else s))))
+            if self.interval_conditional:
+                ie = self.interval_embed
+                temb = temb + ie["dense_1"](F.silu(ie["dense_0"](ie["fourier"](dt.to(x.dtype)))))
         if emb is not None:
             emb = emb.to(x.dtype)
 

@@ -7,7 +7,10 @@
 #   2  DDTSE stage 1                                          (train.py --config $stage1_config)
 #   3  DDTSE stage 2, from stage 1's weights and EMA          (train.py --config $stage2_config)
 #   4  SGMSE+ baseline (optional)                             (train.py --config $sgmse_config)
-#   5  inference on the test split: front-end, DDTSE stage 1 and 2, front-end + DDTSE, SGMSE+
+#      flow-matching TSE (optional, --flow_config: MeanFlow-TSE or AD-FlowTSE; --mr_config first
+#      trains AD-FlowTSE's mixing-ratio predictor)            (train.py --config $flow_config)
+#   5  inference on the test split: front-end, DDTSE stage 1 and 2, front-end + DDTSE, SGMSE+,
+#      the flow system at each --flow_nfe
 #   6  scoring (SI-SDR, SI-SDRi, PESQ, ESTOI, confusion and acceptance rates; per FF/MM/FM group
 #      when speaker sex is known; --score_metrics adds e.g. dnsmos_ovrl)
 #   7  exp/<tag>/RESULTS.md, spectrogram PNGs and learning_curves.png (validation SI-SDRi and selection rate)
@@ -37,6 +40,9 @@ frontend_config=conf/tsb_16k.yaml
 stage1_config=conf/ddtse_stage1.yaml
 stage2_config=conf/ddtse_stage2.yaml
 sgmse_config=conf/sgmse.yaml
+flow_config=          # flow-matching TSE config (conf/meanflow_tse.yaml, conf/adflow_tse.yaml); empty = no flow stage
+mr_config=            # AD-FlowTSE's mixing-ratio predictor config (conf/mr_predictor.yaml); empty = none
+flow_nfe=1            # network calls of the flow system at inference; a list ("1 2 4") adds rows
 speaker_config=       # speaker-encoder config (e.g. conf/speaker_encoder.yaml); empty = no speaker-encoder stage
 use_pretrained_speaker=false  # true: the extractors' speaker clue is $exp/speaker_encoder (model.speaker=pretrained)
 speaker_freeze=true   # pretrained clue frozen (true) or fine-tuned with the extractor (false)
@@ -61,6 +67,13 @@ for k in "${K_list[@]}"; do
   [[ "$k" =~ ^[0-9]+$ ]] || { echo "error: --K takes non-negative integers, got '$k'" >&2; exit 2; }
 done
 K=${K_list[0]}; more_K=("${K_list[@]:1}")
+read -r -a flow_nfe_list <<< "$flow_nfe"
+for n in "${flow_nfe_list[@]}"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: --flow_nfe takes positive integers, got '$n'" >&2; exit 2; }
+done
+[ -z "$flow_config" ] || [ -f "$flow_config" ] || { echo "error: --flow_config not found: $flow_config" >&2; exit 2; }
+[ -z "$mr_config" ] || [ -n "$flow_config" ] || { echo "error: --mr_config trains AD-FlowTSE's predictor: give --flow_config too" >&2; exit 2; }
+flow_name=$( [ -n "$flow_config" ] && basename "$flow_config" .yaml || true )
 python="$(bash tools/setup_env.sh)"
 exp="$exp_root/$tag"
 lists="$exp/data"
@@ -146,6 +159,18 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -n "$sgmse_config" ]; then
   train sgmse "$sgmse_config"
 fi
 
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -n "$flow_config" ]; then
+  if [ -n "$mr_config" ]; then
+    echo "== stage 4: mixing-ratio predictor ($mr_config)"
+    run "$python" train.py --config "$mr_config" --out_dir "$exp/mr_predictor" "${data_overrides[@]}" "${extra[@]}"
+  fi
+  echo "== stage 4: flow-matching TSE ($flow_config)"
+  train "$flow_name" "$flow_config"
+fi
+
+flow_opts=()
+[ -n "$mr_config" ] && flow_opts=(--opt "mr_predictor=$exp/mr_predictor/checkpoints/last.ckpt")
+
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   echo "== stage 5: inference on $split_dir"
   if [ -n "$frontend_config" ]; then
@@ -159,12 +184,20 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     infer "ddtse_stage2_K$k" "$test_limit" --ckpt "$(ckpt ddtse_stage2)" --K "$k"
   done
   [ -n "$sgmse_config" ] && infer sgmse "${baseline_limit:-$test_limit}" --ckpt "$(ckpt sgmse)"
+  if [ -n "$flow_config" ]; then
+    for n in "${flow_nfe_list[@]}"; do
+      infer "${flow_name}_nfe$n" "$test_limit" --ckpt "$(ckpt "$flow_name")" --opt "nfe=$n" "${flow_opts[@]}"
+    done
+  fi
 fi
 
 systems=(ddtse_stage1 ddtse_stage2)
 for k in "${more_K[@]}"; do systems+=("ddtse_stage2_K$k"); done
 [ -n "$frontend_config" ] && systems=(frontend "${systems[@]}" frontend+ddtse)
 [ -n "$sgmse_config" ] && systems+=(sgmse)
+if [ -n "$flow_config" ]; then
+  for n in "${flow_nfe_list[@]}"; do systems+=("${flow_name}_nfe$n"); done
+fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   echo "== stage 6: scoring"
@@ -185,6 +218,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
       ddtse_stage1) echo "DDTSE stage 1 (K=$K)";; ddtse_stage2) echo "DDTSE stage 2 (K=$K)";;
       ddtse_stage2_K*) echo "DDTSE stage 2 (K=${1#ddtse_stage2_K})";;
       frontend+ddtse) echo "front-end + DDTSE (t_start=$t_start)";; sgmse) echo "SGMSE+ baseline (PC, N=30)";;
+      meanflow_tse*_nfe*) echo "MeanFlow-TSE (NFE=${1##*_nfe})";; adflow_tse*_nfe*) echo "AD-FlowTSE (NFE=${1##*_nfe})";;
       *) echo "$1";; esac; }
   rows=(--row "mixture|scores/$test_split/mixture")
   for name in "${systems[@]}"; do
@@ -193,7 +227,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     rows+=(--row "$(label "$name")|scores/$test_split/$name|extracted/$test_split/$name|$note")
   done
   curves=()
-  for name in frontend ddtse_stage1 ddtse_stage2 sgmse; do
+  for name in frontend ddtse_stage1 ddtse_stage2 sgmse ${flow_name:+"$flow_name"}; do
     [ -f "$exp/$name/training_curves.json" ] && curves+=(--curve "$name|$name")
   done
   header="Libri2Mix-$( [ "$mixture_type" = mix_both ] && echo noisy || echo clean ) ($mixture_type), \

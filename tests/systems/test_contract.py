@@ -32,6 +32,8 @@ TINY = {
     "discriminative": {"tsb": tiny_config("tsb", SR), "dptnet": DPTNET},
     "ddtse": {"ddtse": tiny_config("ddtse", SR)},
     "sgmse": {"sgmse": tiny_config("sgmse", SR)},
+    "adflow_tse": {"adflow_tse": tiny_config("adflow_tse", SR)},
+    "meanflow_tse": {"meanflow_tse": tiny_config("meanflow_tse", SR)},
 }
 
 
